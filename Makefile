@@ -1,0 +1,46 @@
+# The two commands a newcomer needs: `make run` and `make test`. Both create .venv on first use.
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed-stamp
+
+.PHONY: install run test test-fast lint format services selftest clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python 3.11+ is required"'
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	@touch $(STAMP)
+
+## Run the whole connector on the embedded default (SQLite, no servers, sandbox for Zoho and Concur).
+run: install
+	$(VENV)/bin/connector run
+
+## Set up and run the whole test suite (starts local PostgreSQL/Redis if installed but stopped).
+test: install
+	@bash scripts/services.sh || true
+	$(PY) -m pytest
+
+## Unit tests only: no services, no subprocess workers.
+test-fast: install
+	$(PY) -m pytest -m "not slow" --deselect tests/tasks
+
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: install
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
+
+services:
+	bash scripts/services.sh
+
+selftest: install
+	$(VENV)/bin/connector selftest
+
+clean:
+	rm -rf $(VENV) var .pytest_cache .ruff_cache

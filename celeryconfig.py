@@ -1,0 +1,80 @@
+"""Celery settings, derived from ``connector.config.Settings`` (the one reader of the environment).
+
+Every choice here is about not losing or doubling work (celery-reliability §0):
+
+- ``task_acks_late`` + ``task_reject_on_worker_lost``: a task killed mid-run is redelivered
+  rather than lost; the ledger's lease and the post protocol make the second run safe.
+- ``worker_prefetch_multiplier = 1``: a worker holds at most one waiting message per process, so
+  a rate-limited backlog does not sit in one worker's buffer while others idle.
+- ``visibility_timeout``: deliberately larger than the longest task run plus the longest
+  countdown we ever schedule (back-off caps at 300 s); longer waits live in the database.
+- Per-queue ``rate_limit`` annotations are per-worker ceilings only. The per-tenant limit that
+  the vendors enforce is the shared Redis limiter (``connector.ratelimit``; docs/rate-limits.md).
+"""
+
+from __future__ import annotations
+
+from kombu import Queue
+
+from connector.config import get_settings
+
+_settings = get_settings()
+
+QUEUES = ("zoho", "concur", "default")
+STEPS = ("fetch", "map", "validate", "post", "audit")
+
+broker_url = _settings.broker_url
+result_backend = _settings.result_backend
+task_ignore_result = True  # the ledger, not the result backend, is the record of what happened
+task_serializer = "json"
+result_serializer = "json"
+accept_content = ["json"]
+timezone = "UTC"
+enable_utc = True
+
+task_acks_late = True
+task_reject_on_worker_lost = True
+worker_prefetch_multiplier = 1
+task_time_limit = 300
+task_soft_time_limit = 240
+broker_connection_retry_on_startup = True
+if _settings.redis_url:
+    broker_transport_options = {"visibility_timeout": _settings.visibility_timeout}
+    result_backend_transport_options = {"visibility_timeout": _settings.visibility_timeout}
+else:
+    # The embedded broker: kombu's SQLAlchemy transport on an SQLite file, polled more often.
+    import tasks.embedded_broker  # noqa: F401  (registers the "embedded+sqlite://" transport)
+worker_cancel_long_running_tasks_on_connection_loss = True
+# With REMAP_SIGTERM=SIGQUIT (Procfile), SIGTERM starts a soft shutdown that requeues late-acked
+# messages within Heroku's 30 s grace period instead of waiting out the visibility timeout.
+worker_soft_shutdown_timeout = 20
+worker_send_task_events = True
+task_send_sent_event = True
+worker_hijack_root_logger = False
+
+task_default_queue = "default"
+task_queues = tuple(Queue(name) for name in QUEUES)
+# One task name per (queue, step): Flower shows which vendor a task calls, and the per-queue
+# rate_limit annotations below attach to names.
+task_routes = {f"pipeline.{queue}.{step}": {"queue": queue} for queue in QUEUES for step in STEPS}
+task_routes.update({"maintenance.*": {"queue": "default"}})
+
+_queue_limits = {
+    "zoho": _settings.celery_zoho_rate_limit,
+    "concur": _settings.celery_concur_rate_limit,
+}
+task_annotations = {
+    f"pipeline.{queue}.{step}": {"rate_limit": limit}
+    for queue, limit in _queue_limits.items()
+    if limit
+    for step in STEPS
+}
+
+beat_schedule = {
+    "sweep-ledger": {
+        "task": "maintenance.sweep",
+        "schedule": _settings.sweep_interval,
+        "options": {"expires": _settings.sweep_interval},
+    },
+}
+beat_schedule_filename = str((_settings.var_dir / "celerybeat-schedule").resolve())

@@ -1,0 +1,313 @@
+"""The ``connector`` command: set-up, operations and the all-in-one embedded runner.
+
+Every subcommand turns a ``ConfigurationError`` into one readable message and exit status 2,
+never a traceback: a newcomer with a typo in an environment variable should see the list of
+problems, not Python internals.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from functools import wraps
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from connector import __version__
+from connector.errors import ConfigurationError, ConnectorError
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def friendly_errors(fn: F) -> F:
+    @wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except ConfigurationError as exc:
+            click.echo(f"error: {exc}", err=True)
+            sys.exit(2)
+        except ConnectorError as exc:
+            click.echo(f"error: {type(exc).__name__}: {exc}", err=True)
+            sys.exit(1)
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _settings() -> Any:
+    from connector.config import get_settings
+    from connector.logs import configure_logging
+
+    settings = get_settings()
+    configure_logging(settings.log_level)
+    return settings
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="connector")
+def main() -> None:
+    """Zoho Books ⇄ SAP Concur connector."""
+
+
+# --------------------------------------------------------------------------- config
+
+
+@main.command("config")
+@friendly_errors
+def show_config() -> None:
+    """Check the configuration and print it (secrets masked)."""
+    settings = _settings()
+    for key, value in settings.safe_summary().items():
+        click.echo(f"{key:28} {value}")
+    click.echo(f"{'mode':28} {'embedded' if settings.embedded else 'production'}")
+
+
+# --------------------------------------------------------------------------- db
+
+
+@main.group()
+def db() -> None:
+    """Database schema."""
+
+
+@db.command("upgrade")
+@click.option("--revision", default="head", show_default=True)
+@friendly_errors
+def db_upgrade(revision: str) -> None:
+    """Apply migrations (the Procfile's release step)."""
+    from connector.migrate import upgrade
+
+    settings = _settings()
+    upgrade(settings.database_url, revision)
+    click.echo(f"database at {revision}")
+
+
+# --------------------------------------------------------------------------- keys
+
+
+@main.group()
+def keys() -> None:
+    """Encryption keys for stored credentials."""
+
+
+@keys.command("generate")
+def keys_generate() -> None:
+    """Print a new Fernet key for CONNECTOR_SECRET_KEY."""
+    from connector.vault import generate_key
+
+    click.echo(generate_key())
+
+
+@keys.command("rotate")
+@friendly_errors
+def keys_rotate() -> None:
+    """Re-encrypt every stored secret under the first key of CONNECTOR_SECRET_KEY."""
+    from connector.db import get_database
+    from connector.secrets import rotate_all
+    from connector.vault import Vault
+
+    settings = _settings()
+    count = rotate_all(get_database(settings.database_url), Vault(settings.secret_keys))
+    click.echo(f"re-encrypted {count} secret(s) under the first key")
+
+
+# --------------------------------------------------------------------------- sandbox
+
+
+@main.group()
+def sandbox() -> None:
+    """The simulated Zoho Books and SAP Concur."""
+
+
+@sandbox.command("serve")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8090, show_default=True, type=int)
+def sandbox_serve(host: str, port: int) -> None:
+    """Run both simulated systems until interrupted."""
+    from sandbox.server import serve
+
+    serve(host, port)
+
+
+# --------------------------------------------------------------------------- selftest
+
+
+@main.command("selftest")
+@click.option("--timeout", default=60.0, show_default=True, help="seconds to wait for the worker")
+@friendly_errors
+def selftest(timeout: float) -> None:
+    """Push one record through the real broker and worker and report how it went."""
+    from tasks.selftest import run_selftest
+
+    _settings()
+    report = run_selftest(timeout=timeout)
+    click.echo(json.dumps(report, indent=2))
+    sys.exit(0 if report["state"] == "posted" else 1)
+
+
+# --------------------------------------------------------------------------- flower
+
+
+@main.command("flower", context_settings={"ignore_unknown_options": True})
+@click.option("--port", type=int, default=None, help="default: $PORT or 5555")
+@click.argument("extra", nargs=-1, type=click.UNPROCESSED)
+@friendly_errors
+def flower(port: int | None, extra: tuple[str, ...]) -> None:
+    """Run Flower with basic auth (refused without FLOWER_BASIC_AUTH outside embedded mode).
+
+    Flower without authentication is a remote control for the whole cluster, so production
+    refuses to start it open. The credentials go to Flower through its own environment variable,
+    not the command line, so they never show in ``ps``.
+    """
+    settings = _settings()
+    if not settings.flower_basic_auth and not settings.embedded:
+        raise ConfigurationError("FLOWER_BASIC_AUTH (user:password) is required to run Flower")
+    env = dict(os.environ)
+    if settings.flower_basic_auth:
+        env["FLOWER_BASIC_AUTH"] = settings.flower_basic_auth
+    port = port or int(os.environ.get("PORT", "5555"))
+    argv = [sys.executable, "-m", "celery", "-A", "tasks", "flower", f"--port={port}", *extra]
+    os.execvpe(argv[0], argv, env)  # noqa: S606  (replace this process: signals reach Flower)
+
+
+# --------------------------------------------------------------------------- run
+
+
+@main.command("run")
+@click.option("--port", type=int, default=None, help="web port (default: $PORT or 5000)")
+@click.option("--sandbox-port", type=int, default=8090, show_default=True)
+@click.option(
+    "--sandbox/--no-sandbox",
+    "use_sandbox",
+    default=None,
+    help="run the sandbox in place of Zoho and Concur (default: on in embedded mode)",
+)
+@click.option("--concurrency", type=int, default=2, show_default=True)
+@friendly_errors
+def run(port: int | None, sandbox_port: int, use_sandbox: bool | None, concurrency: int) -> None:
+    """Run the whole connector on this machine: web, worker, beat (and the sandbox).
+
+    With neither DATABASE_URL nor REDIS_URL set this needs no servers: SQLite for the ledger,
+    an SQLite-backed broker and limiter under var/. With them set, it uses those instead.
+    """
+    from connector.migrate import upgrade
+
+    settings = _settings()
+    upgrade(settings.database_url)
+    port = port or settings.port
+    env = dict(os.environ)
+    env.setdefault("CONNECTOR_VAR_DIR", str(settings.var_dir))
+    if use_sandbox is None:
+        use_sandbox = settings.embedded and not settings.zoho_client_id
+    procs: list[tuple[str, subprocess.Popen[bytes]]] = []
+
+    def start(name: str, argv: list[str]) -> None:
+        click.echo(f"starting {name}: {' '.join(argv)}")
+        procs.append((name, subprocess.Popen(argv, env=env, cwd=ROOT)))
+
+    py = sys.executable
+    if use_sandbox:
+        sandbox_url = f"http://127.0.0.1:{sandbox_port}"
+        env["CONNECTOR_SANDBOX_URL"] = sandbox_url
+        env.setdefault("ZOHO_ACCOUNTS_URL", f"{sandbox_url}/zoho/us/accounts")
+        env.setdefault("CONCUR_AUTH_URL", f"{sandbox_url}/concur/us2")
+        env.setdefault("ZOHO_CLIENT_ID", "sandbox-zoho-client")
+        env.setdefault("ZOHO_CLIENT_SECRET", "sandbox-zoho-secret")
+        env.setdefault("CONCUR_CLIENT_ID", "sandbox-concur-client")
+        env.setdefault("CONCUR_CLIENT_SECRET", "sandbox-concur-secret")
+        start(
+            "sandbox",
+            [py, "-m", "sandbox", "serve", "--host", "127.0.0.1", "--port", str(sandbox_port)],
+        )
+    start(
+        "web",
+        [
+            py,
+            "-m",
+            "gunicorn",
+            "webhooks.wsgi:app",
+            "--bind",
+            f"127.0.0.1:{port}",
+            "--workers",
+            "2",
+            "--threads",
+            "4",
+            "--access-logfile",
+            "-",
+        ],
+    )
+    start(
+        "worker",
+        [
+            py,
+            "-m",
+            "celery",
+            "-A",
+            "tasks",
+            "worker",
+            "--beat",
+            "-Q",
+            "zoho,concur,default",
+            "--concurrency",
+            str(concurrency),
+            "--loglevel",
+            "INFO",
+            "--schedule",
+            str((settings.var_dir / "celerybeat-schedule").resolve()),
+        ],
+    )
+    click.echo(
+        f"connector receiver on http://127.0.0.1:{port}  (health: /healthz, readiness: /readyz)"
+    )
+    if use_sandbox:
+        click.echo(f"sandbox (Zoho Books + SAP Concur) on http://127.0.0.1:{sandbox_port}/")
+    click.echo("Ctrl-C stops everything; state is kept in " + str(settings.var_dir.resolve()))
+    _supervise(procs)
+
+
+def _supervise(procs: list[tuple[str, subprocess.Popen[bytes]]]) -> None:
+    """Wait until Ctrl-C or until any child exits, then stop the others."""
+    stopping = False
+
+    def stop(*_: Any) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGTERM, stop)
+    exit_code = 0
+    try:
+        while not stopping:
+            for name, proc in procs:
+                code = proc.poll()
+                if code is not None:
+                    click.echo(f"{name} exited with status {code}; stopping the rest", err=True)
+                    exit_code = code or 1
+                    stopping = True
+                    break
+            else:
+                time.sleep(0.5)  # supervisor poll interval, not a race workaround
+    finally:
+        for _, proc in procs:
+            if proc.poll() is None:
+                proc.terminate()
+        deadline = time.monotonic() + 20
+        for _, proc in procs:
+            try:
+                proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                proc.kill()
+    sys.exit(exit_code)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

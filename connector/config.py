@@ -1,0 +1,294 @@
+"""Typed settings, read from the environment and nowhere else.
+
+``Settings.from_env()`` is the only reader of ``os.environ`` in the connector (``celeryconfig``
+asks it too). It collects every problem before failing, so a bad deployment gets one message that
+lists all of them instead of a fix-one-restart-repeat loop.
+
+Two modes:
+
+- **production**: ``DATABASE_URL`` names a server database (PostgreSQL). ``CONNECTOR_SECRET_KEY``
+  is then mandatory: a generated key would make stored credentials unreadable after a restart on a
+  new dyno.
+- **embedded**: nothing set. SQLite under ``var/``, an SQLite-backed broker and limiter, and a
+  key generated once and kept beside the database (with a warning), so ``make run`` needs no
+  servers and a restart loses nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import stat
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+
+from connector.errors import ConfigurationError
+
+log = logging.getLogger(__name__)
+
+#: Where embedded state lives unless ``CONNECTOR_VAR_DIR`` says otherwise.
+DEFAULT_VAR_DIR = Path("var")
+
+_SECRET_FIELDS = frozenset(
+    {
+        "secret_keys",
+        "zoho_client_secret",
+        "concur_client_secret",
+        "flower_basic_auth",
+        "ops_basic_auth",
+    }
+)
+
+
+def _split(value: str | None) -> tuple[str, ...]:
+    return tuple(p.strip() for p in (value or "").split(",") if p.strip())
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything the connector reads from its environment, parsed and checked once."""
+
+    database_url: str
+    redis_url: str | None
+    secret_keys: tuple[str, ...] = field(repr=False)
+    embedded: bool
+    var_dir: Path
+    zoho_client_id: str | None = None
+    zoho_client_secret: str | None = field(default=None, repr=False)
+    zoho_accounts_url: str = "https://accounts.zoho.com"
+    concur_client_id: str | None = None
+    concur_client_secret: str | None = field(default=None, repr=False)
+    concur_auth_url: str = "https://us2.api.concursolutions.com"
+    trusted_hosts: tuple[str, ...] = ()
+    concur_webhook_public_keys: tuple[str, ...] = ()
+    port: int = 5000
+    flower_basic_auth: str | None = field(default=None, repr=False)
+    ops_basic_auth: str | None = field(default=None, repr=False)
+    sandbox_url: str | None = None
+    public_url: str | None = None
+    #: Shared per-tenant limits (the real ones; see docs/rate-limits.md).
+    zoho_rate_limit: str = "100/60s"
+    concur_rate_limit: str = "600/60s"
+    concur_rate_limits: str = ""
+    #: Per-worker Celery ceilings for each queue (``celeryconfig`` annotations).
+    celery_zoho_rate_limit: str | None = None
+    celery_concur_rate_limit: str | None = None
+    #: Redis visibility timeout; must exceed the longest task run plus any countdown we schedule.
+    visibility_timeout: int = 3600
+    #: How long a worker owns a record before the sweeper may re-drive it.
+    lease_seconds: int = 300
+    sweep_interval: float = 60.0
+    max_body_bytes: int = 1_048_576
+    log_level: str = "INFO"
+
+    # ------------------------------------------------------------------ construction
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        """Parse and check the environment; raise one ``ConfigurationError`` listing every problem."""
+        env = os.environ if environ is None else environ
+        problems: list[str] = []
+
+        def get(name: str) -> str | None:
+            value = env.get(name)
+            return value.strip() if value and value.strip() else None
+
+        def get_int(name: str, default: int) -> int:
+            raw = get(name)
+            if raw is None:
+                return default
+            try:
+                number = int(raw)
+            except ValueError:
+                problems.append(f"{name} must be a whole number, got {raw!r}")
+                return default
+            if number <= 0:
+                problems.append(f"{name} must be positive, got {number}")
+            return number
+
+        var_dir = Path(get("CONNECTOR_VAR_DIR") or DEFAULT_VAR_DIR)
+        database_url = get("DATABASE_URL")
+        embedded = database_url is None or database_url.startswith("sqlite")
+        if database_url is None:
+            database_url = f"sqlite:///{(var_dir / 'connector.sqlite').resolve()}"
+        elif database_url.startswith("postgres://"):
+            # Heroku still hands out the scheme SQLAlchemy 1.4 dropped.
+            database_url = "postgresql://" + database_url[len("postgres://") :]
+        if not (database_url.startswith("sqlite") or database_url.startswith("postgresql")):
+            problems.append(
+                "DATABASE_URL must be a postgresql:// or sqlite:/// URL, got scheme "
+                f"{database_url.split(':', 1)[0]!r}"
+            )
+
+        redis_url = get("REDIS_URL")
+        if redis_url and not redis_url.startswith(("redis://", "rediss://", "unix://")):
+            problems.append(
+                f"REDIS_URL must be a redis:// or rediss:// URL, got {redis_url[:12]!r}…"
+            )
+
+        secret_keys = _split(get("CONNECTOR_SECRET_KEY"))
+        if not secret_keys:
+            if embedded:
+                secret_keys = (_embedded_key(var_dir),)
+            else:
+                problems.append(
+                    "CONNECTOR_SECRET_KEY is required outside embedded mode "
+                    "(one or more comma-separated Fernet keys; generate one with "
+                    "`connector keys generate`)"
+                )
+        else:
+            from connector.vault import check_keys
+
+            problems.extend(check_keys(secret_keys))
+
+        if not embedded and not redis_url:
+            problems.append("REDIS_URL is required when DATABASE_URL points at a server database")
+
+        trusted = _split(get("CONNECTOR_TRUSTED_HOSTS"))
+        for host in trusted:
+            if "/" in host or " " in host:
+                problems.append(f"CONNECTOR_TRUSTED_HOSTS entry {host!r} must be host or host:port")
+
+        key_paths = _split(get("CONCUR_WEBHOOK_PUBLIC_KEYS"))
+        for key_path in key_paths:
+            if not Path(key_path).is_file():
+                problems.append(
+                    f"CONCUR_WEBHOOK_PUBLIC_KEYS names {key_path!r}, which is not a file"
+                )
+
+        flower_auth = get("FLOWER_BASIC_AUTH")
+        if flower_auth and ":" not in flower_auth:
+            problems.append("FLOWER_BASIC_AUTH must be user:password")
+
+        rate_settings = {
+            "ZOHO_RATE_LIMIT": get("ZOHO_RATE_LIMIT") or "100/60s",
+            "CONCUR_RATE_LIMIT": get("CONCUR_RATE_LIMIT") or "600/60s",
+        }
+        from connector.ratelimit import parse_concur_limits, parse_limit
+
+        for name, value in rate_settings.items():
+            try:
+                parse_limit(value)
+            except ValueError as exc:
+                problems.append(f"{name}: {exc}")
+        concur_limits = get("CONCUR_RATE_LIMITS") or ""
+        if concur_limits:
+            try:
+                parse_concur_limits(concur_limits)
+            except ValueError as exc:
+                problems.append(f"CONCUR_RATE_LIMITS: {exc}")
+
+        settings = cls(
+            database_url=database_url,
+            redis_url=redis_url,
+            secret_keys=secret_keys,
+            embedded=embedded,
+            var_dir=var_dir,
+            zoho_client_id=get("ZOHO_CLIENT_ID"),
+            zoho_client_secret=get("ZOHO_CLIENT_SECRET"),
+            zoho_accounts_url=(get("ZOHO_ACCOUNTS_URL") or "https://accounts.zoho.com").rstrip("/"),
+            concur_client_id=get("CONCUR_CLIENT_ID"),
+            concur_client_secret=get("CONCUR_CLIENT_SECRET"),
+            concur_auth_url=(
+                get("CONCUR_AUTH_URL") or "https://us2.api.concursolutions.com"
+            ).rstrip("/"),
+            trusted_hosts=trusted,
+            concur_webhook_public_keys=key_paths,
+            port=get_int("PORT", 5000),
+            flower_basic_auth=flower_auth,
+            ops_basic_auth=get("OPS_BASIC_AUTH"),
+            sandbox_url=(get("CONNECTOR_SANDBOX_URL") or "").rstrip("/") or None,
+            public_url=(get("CONNECTOR_PUBLIC_URL") or "").rstrip("/") or None,
+            zoho_rate_limit=rate_settings["ZOHO_RATE_LIMIT"],
+            concur_rate_limit=rate_settings["CONCUR_RATE_LIMIT"],
+            concur_rate_limits=concur_limits,
+            celery_zoho_rate_limit=get("CELERY_ZOHO_RATE_LIMIT"),
+            celery_concur_rate_limit=get("CELERY_CONCUR_RATE_LIMIT"),
+            visibility_timeout=get_int("CELERY_VISIBILITY_TIMEOUT", 3600),
+            lease_seconds=get_int("CONNECTOR_LEASE_SECONDS", 300),
+            sweep_interval=float(get_int("CONNECTOR_SWEEP_INTERVAL", 60)),
+            max_body_bytes=get_int("CONNECTOR_MAX_BODY_BYTES", 1_048_576),
+            log_level=(get("LOG_LEVEL") or "INFO").upper(),
+        )
+        if settings.lease_seconds >= settings.visibility_timeout:
+            problems.append(
+                "CONNECTOR_LEASE_SECONDS must be shorter than CELERY_VISIBILITY_TIMEOUT, so the "
+                "sweeper re-drives a stuck record before Redis redelivers its message"
+            )
+        if problems:
+            raise ConfigurationError(problems)
+        return settings
+
+    # ------------------------------------------------------------------ derived
+
+    @property
+    def sandbox_mode(self) -> bool:
+        """True when the sandbox stands in for Zoho and Concur (its hosts become trusted)."""
+        return self.sandbox_url is not None
+
+    @property
+    def broker_url(self) -> str:
+        """Redis when configured, else an SQLite-backed kombu transport under ``var/``."""
+        if self.redis_url:
+            return self.redis_url
+        return f"embedded+sqlite:///{(self.var_dir / 'broker.sqlite').resolve()}"
+
+    @property
+    def result_backend(self) -> str:
+        if self.redis_url:
+            return self.redis_url
+        return f"db+sqlite:///{(self.var_dir / 'results.sqlite').resolve()}"
+
+    @property
+    def limiter_sqlite_path(self) -> Path:
+        return (self.var_dir / "ratelimit.sqlite").resolve()
+
+    def safe_summary(self) -> dict[str, str]:
+        """Settings for display (``connector config``): secrets masked, URLs without passwords."""
+        out: dict[str, str] = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.name in _SECRET_FIELDS:
+                out[f.name] = "<set>" if value else "<unset>"
+            elif isinstance(value, str) and "://" in value and "@" in value:
+                scheme, rest = value.split("://", 1)
+                out[f.name] = f"{scheme}://***@{rest.rsplit('@', 1)[1]}"
+            else:
+                out[f.name] = str(value)
+        return out
+
+
+def _embedded_key(var_dir: Path) -> str:
+    """Return the embedded-mode key, generating it once beside the database.
+
+    A generated key is fine for a laptop demo but not for production: whoever reads ``var/`` can
+    decrypt every stored credential. Hence the warning on every start.
+    """
+    from cryptography.fernet import Fernet
+
+    path = var_dir / "secret.key"
+    if not path.exists():
+        var_dir.mkdir(parents=True, exist_ok=True)
+        key = Fernet.generate_key().decode()
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, stat.S_IRUSR | stat.S_IWUSR)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(key + "\n")
+        log.warning("embedded mode: generated a local secret key at %s", path)
+    else:
+        log.warning(
+            "embedded mode: using the local secret key at %s; set CONNECTOR_SECRET_KEY in production",
+            path,
+        )
+    return path.read_text().strip()
+
+
+_cached: Settings | None = None
+
+
+def get_settings(*, reload: bool = False) -> Settings:
+    """Process-wide settings, parsed on first use (tests pass their own ``Settings`` instead)."""
+    global _cached
+    if _cached is None or reload:
+        _cached = Settings.from_env()
+    return _cached
