@@ -51,14 +51,17 @@ def _body() -> dict[str, Any]:
 
 @bp.get("/")
 def index() -> Response:
-    return jsonify({
-        "endpoints": sorted(
-            f"{','.join(sorted(r.methods - {'HEAD', 'OPTIONS'}))} {r.rule}"  # type: ignore[operator]
-            for r in current_app.url_map.iter_rules() if r.rule.startswith("/_admin")
-        ),
-        "generators": _state().generators(),
-        "base_url": _state().base_url,
-    })  # fmt: skip
+    return jsonify(
+        {
+            "endpoints": sorted(
+                f"{','.join(sorted(r.methods - {'HEAD', 'OPTIONS'}))} {r.rule}"  # type: ignore[operator]
+                for r in current_app.url_map.iter_rules()
+                if r.rule.startswith("/_admin")
+            ),
+            "generators": _state().generators(),
+            "base_url": _state().base_url,
+        }
+    )
 
 
 @bp.post("/reset")
@@ -143,9 +146,13 @@ def duplicates() -> Response:
 @bp.get("/deliveries")
 def deliveries() -> Response:
     d = _state().deliverer
-    return jsonify({"pending": d.pending(), "attempts": d.entries(),
-                    "config": {"base_delay": d.base_delay, "factor": d.factor,
-                               "timeout": d.timeout}})  # fmt: skip
+    return jsonify(
+        {
+            "pending": d.pending(),
+            "attempts": d.entries(),
+            "config": {"base_delay": d.base_delay, "factor": d.factor, "timeout": d.timeout},
+        }
+    )
 
 
 @bp.post("/deliveries/config")

@@ -37,9 +37,7 @@ class _Job:
 class Deliverer:
     """Queue of webhook POSTs; ``flush`` lets tests wait for quiescence without sleeping."""
 
-    def __init__(
-        self, base_delay: float = 0.2, factor: float = 2.0, timeout: float = 5.0
-    ) -> None:
+    def __init__(self, base_delay: float = 0.2, factor: float = 2.0, timeout: float = 5.0) -> None:
         self.base_delay = base_delay
         self.factor = factor
         self.timeout = timeout
@@ -140,8 +138,13 @@ class Deliverer:
                 delay = self.base_delay * (self.factor ** (job.attempt - 1))
                 heapq.heappush(self._heap, (time.monotonic() + delay, next(self._seq), job))
         if not ok:
-            log.info("webhook delivery %s attempt %s to %s failed: %s", job.id, job.attempt,
-                     job.url, entry.get("error") or status)
+            log.info(
+                "webhook delivery %s attempt %s to %s failed: %s",
+                job.id,
+                job.attempt,
+                job.url,
+                entry.get("error") or status,
+            )
 
     def flush(self, timeout: float = 10.0) -> bool:
         """Block until nothing is queued or in flight; False if ``timeout`` ran out first."""

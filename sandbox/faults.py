@@ -219,6 +219,7 @@ class FaultMiddleware:
         if fault.kind == "drop":
             self._count(environ, 0)
             drop_connection(environ)
+
         # commit_then_fail: let the view run to completion (the write is stored), then lose the
         # answer so the client cannot tell whether it happened.
         def swallow(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:

@@ -116,8 +116,9 @@ def describe(url: str, state: SandboxState) -> str:
     return "\n".join(lines)
 
 
-def serve(host: str = "127.0.0.1", port: int = 8765, *, seed: bool = True,
-          verbose: bool = False) -> None:
+def serve(
+    host: str = "127.0.0.1", port: int = 8765, *, seed: bool = True, verbose: bool = False
+) -> None:
     """Blocking entry point for ``connector sandbox serve`` and ``python -m sandbox serve``."""
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING)
     server = SandboxServer(host=host, port=port, seed=seed, quiet=not verbose)

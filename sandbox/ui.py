@@ -56,8 +56,12 @@ def index() -> str:
                 vendors=sorted(vendors, key=lambda v: v["contact_name"].lower())[:100],
                 bills=_recent(org.bills),
                 invoices=_recent(org.invoices),
-                counts={"bills": len(org.bills), "invoices": len(org.invoices),
-                        "vendors": len(vendors), "journals": len(org.journals)},  # fmt: skip
+                counts={
+                    "bills": len(org.bills),
+                    "invoices": len(org.invoices),
+                    "vendors": len(vendors),
+                    "journals": len(org.journals),
+                },
                 journals=_recent(org.journals, 10),
                 currencies=[c["currency_code"] for c in org.currencies.values()],
             )

@@ -11,6 +11,7 @@ import os
 import secrets
 import subprocess
 import sys
+import tempfile
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,6 +19,9 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
+
+# Nothing a test does may touch the developer's ./var (embedded database, broker, key).
+os.environ.setdefault("CONNECTOR_VAR_DIR", tempfile.mkdtemp(prefix="connector-test-var-"))
 
 ROOT = Path(__file__).resolve().parent.parent
 CI = os.environ.get("CI", "").lower() == "true"

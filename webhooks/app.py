@@ -6,6 +6,9 @@ import logging
 from typing import Any
 
 from flask import Flask, abort, jsonify, request
+from kombu.exceptions import OperationalError as KombuOperationalError
+from redis.exceptions import ConnectionError as RedisConnectionError
+from sqlalchemy.exc import SQLAlchemyError
 from werkzeug.exceptions import HTTPException
 
 from connector.config import Settings, get_settings
@@ -32,9 +35,16 @@ def create_app(
     if config:
         app.config.update(config)
 
-    from webhooks import health
+    if "ENQUEUE_EVENT" not in app.config:
+        from tasks.intake import enqueue_event
+
+        app.config["ENQUEUE_EVENT"] = enqueue_event
+
+    from webhooks import concur, health, zoho
 
     app.register_blueprint(health.bp)
+    app.register_blueprint(zoho.bp)
+    app.register_blueprint(concur.bp)
     _register_error_handlers(app)
 
     @app.before_request
@@ -62,6 +72,18 @@ def _register_error_handlers(app: Flask) -> None:
     @app.errorhandler(WebhookError)
     def _webhook_error(exc: WebhookError) -> Any:
         return jsonify(error=type(exc).__name__, message=str(exc)), exc.status
+
+    @app.errorhandler(SQLAlchemyError)
+    def _database_down(exc: SQLAlchemyError) -> Any:
+        # 503, not 500: the sender retries later and nothing it sent is lost.
+        log.error("database unavailable: %s", type(exc).__name__)
+        return jsonify(error="unavailable", message="database unavailable; retry later"), 503
+
+    @app.errorhandler(KombuOperationalError)
+    @app.errorhandler(RedisConnectionError)
+    def _broker_down(exc: Exception) -> Any:
+        log.error("broker unavailable: %s", type(exc).__name__)
+        return jsonify(error="unavailable", message="queue unavailable; retry later"), 503
 
     @app.errorhandler(ConnectorError)
     def _connector_error(exc: ConnectorError) -> Any:

@@ -219,7 +219,9 @@ def render_entry(company: Company, e: dict[str, Any], base: str) -> dict[str, An
         "TaxReceiptType": "R",
         "TransactionAmount": money_json(e["_amount"], e["TransactionCurrencyCode"]),
         "TransactionCurrencyCode": e["TransactionCurrencyCode"],
-        "TransactionDate": v3_date(e["_date"])[:10] + "T00:00:00" if e.get("_date") else None,
+        "TransactionDate": (v3_date(e.get("_date")) or "")[:10] + "T00:00:00"
+        if e.get("_date")
+        else None,
         "TripID": None,
         "VendorDescription": e.get("VendorDescription"),
         "VendorListItemID": None,

@@ -201,7 +201,9 @@ def _clean_vendor_input(raw: Any) -> dict[str, Any] | None:
     out: dict[str, Any] = {}
     for key, value in raw.items():
         if key in _VENDOR_WRITABLE and value is not None:
-            out[key] = _text(value).strip() if isinstance(value, (str, int, float, bool)) else value
+            out[key] = (
+                str(_text(value)).strip() if isinstance(value, (str, int, float, bool)) else value
+            )
     return out
 
 

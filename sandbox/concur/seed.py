@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import random
 import uuid
+from collections.abc import Sequence
 from decimal import Decimal
 from typing import Any
 
@@ -311,7 +312,7 @@ def make_company(
     return company
 
 
-def add_employees(company: Company, rows: list[tuple[str, ...]], rng: random.Random) -> None:
+def add_employees(company: Company, rows: Sequence[tuple[str, ...]], rng: random.Random) -> None:
     for login, emp_id, first, last, ccy, country in rows:
         company.add_employee(
             Employee(

@@ -69,15 +69,22 @@ def list_orgs() -> Response:
                 "dc": org.dc,
                 "base_currency": org.base_currency()["currency_code"],
                 "users": [e for e, ids in users.items() if org.organization_id in ids],
-                "counts": {r: len(org.collection(r)) for r in
-                           ("contacts", "bills", "invoices", "journals")},  # fmt: skip
+                "counts": {
+                    r: len(org.collection(r)) for r in ("contacts", "bills", "invoices", "journals")
+                },
                 "webhook": bool(store.webhooks.get(org.organization_id)),
             }
             for org in store.orgs.values()
         ]
-    return jsonify({"organizations": out, "users": [
-        {"email": u.email, "dc": u.dc, "organization_ids": u.org_ids}
-        for u in store.users.values()]})  # fmt: skip
+    return jsonify(
+        {
+            "organizations": out,
+            "users": [
+                {"email": u.email, "dc": u.dc, "organization_ids": u.org_ids}
+                for u in store.users.values()
+            ],
+        }
+    )
 
 
 @bp.route("/orgs/<org_id>/webhook", methods=["GET", "PUT", "POST", "DELETE"])
@@ -126,8 +133,12 @@ def _doc_routes(kind: str) -> None:
         return jsonify({kind: data})
 
     bp.add_url_rule(f"/orgs/<org_id>/{plural}", f"create_{kind}", create, methods=["POST"])
-    bp.add_url_rule(f"/orgs/<org_id>/{plural}/<record_id>", f"edit_{kind}", edit,
-                    methods=["PATCH", "PUT", "POST"])  # fmt: skip
+    bp.add_url_rule(
+        f"/orgs/<org_id>/{plural}/<record_id>",
+        f"edit_{kind}",
+        edit,
+        methods=["PATCH", "PUT", "POST"],
+    )
 
 
 _doc_routes("bill")
@@ -178,19 +189,21 @@ def limits() -> Response | tuple[Response, int]:
                     store.settings["daily_quota"] = daily
             if body.get("reset_windows"):
                 store.minute_window.reset()
-        return jsonify({
-            "per_minute": store.minute_window.limit,
-            "period": store.minute_window.period,
-            "daily_default": store.settings["daily_quota"],
-            "orgs": {
-                o.organization_id: {
-                    "per_minute": store.minute_window.limit_for(o.organization_id),
-                    "daily": store.daily_quota(o),
-                    "daily_used": o.daily_used,
-                }
-                for o in store.orgs.values()
-            },
-        })  # fmt: skip
+        return jsonify(
+            {
+                "per_minute": store.minute_window.limit,
+                "period": store.minute_window.period,
+                "daily_default": store.settings["daily_quota"],
+                "orgs": {
+                    o.organization_id: {
+                        "per_minute": store.minute_window.limit_for(o.organization_id),
+                        "daily": store.daily_quota(o),
+                        "daily_used": o.daily_used,
+                    }
+                    for o in store.orgs.values()
+                },
+            }
+        )
 
 
 @bp.route("/settings", methods=["GET", "POST"])
@@ -223,7 +236,8 @@ def tokens() -> Response:
                 "revoked": rt.revoked,
                 "created_at": rt.created_at,
                 "live_access_tokens": sum(
-                    1 for t in rt.access_tokens
+                    1
+                    for t in rt.access_tokens
                     if (at := store.access_tokens.get(t)) and not at.revoked and at.expires_at > now
                 ),
                 "refreshes": store.state.stats.refreshes.get(rt.id, 0),
@@ -260,25 +274,39 @@ def self_client() -> tuple[Response, int] | Response:
         if client_id not in store.clients:
             return _bad("unknown client_id")
         ttl = float(body.get("expires_in") or 600)
-        grant = store.issue_grant(client_id=client_id, user=user,
-                                  scope=body.get("scope") or "ZohoBooks.fullaccess.all",
-                                  access_type="offline", prompt="consent", ttl=ttl)  # fmt: skip
+        grant = store.issue_grant(
+            client_id=client_id,
+            user=user,
+            scope=body.get("scope") or "ZohoBooks.fullaccess.all",
+            access_type="offline",
+            prompt="consent",
+            ttl=ttl,
+        )
     base = request.host_url.rstrip("/")
-    return jsonify({
-        "code": grant.code,
-        "client_id": client_id,
-        "scope": grant.scope,
-        "expires_in": ttl,
-        "location": user.dc,
-        "accounts_server": accounts_server(base, user.dc),
-        "api_domain": api_domain(base, user.dc),
-        "organization_ids": user.org_ids,
-    })  # fmt: skip
+    return jsonify(
+        {
+            "code": grant.code,
+            "client_id": client_id,
+            "scope": grant.scope,
+            "expires_in": ttl,
+            "location": user.dc,
+            "accounts_server": accounts_server(base, user.dc),
+            "api_domain": api_domain(base, user.dc),
+            "organization_ids": user.org_ids,
+        }
+    )
 
 
 @bp.get("/datacentres")
 def datacentres() -> Response:
     base = request.host_url.rstrip("/")
-    return jsonify({dc: {"accounts_server": accounts_server(base, dc),
-                         "api_domain": api_domain(base, dc), "real": list(real)}
-                    for dc, real in DATA_CENTRES.items()})  # fmt: skip
+    return jsonify(
+        {
+            dc: {
+                "accounts_server": accounts_server(base, dc),
+                "api_domain": api_domain(base, dc),
+                "real": list(real),
+            }
+            for dc, real in DATA_CENTRES.items()
+        }
+    )

@@ -29,7 +29,7 @@ from sandbox.zoho.records import (
     JOURNAL_LIST_FIELDS,
     build_contact,
     project,
-)  # fmt: skip
+)
 from sandbox.zoho.webhooks import fire
 
 if TYPE_CHECKING:
@@ -187,34 +187,47 @@ def parse_time(org: Org, raw: str, name: str) -> float:
 Pred = Callable[["Rec"], bool]
 
 
+def _field_test(field: str, op: str, value: str) -> Pred:
+    """One comparison on a record field; ``op`` is eq, startswith, contains, ge, le, lt or gt."""
+    if op in ("startswith", "contains"):
+        low = value.lower()
+        if op == "startswith":
+            return lambda r: str(r.data.get(field, "")).lower().startswith(low)
+        return lambda r: low in str(r.data.get(field, "")).lower()
+    compare: dict[str, Callable[[str], bool]] = {
+        "eq": lambda x: x == value,
+        "ge": lambda x: x >= value,
+        "le": lambda x: x <= value,
+        "lt": lambda x: x < value,
+        "gt": lambda x: x > value,
+    }
+    test = compare[op]
+    return lambda r: test(str(r.data.get(field, "")))
+
+
 def _text_filters(field: str, param: str | None = None) -> list[Pred]:
     param = param or field
     preds: list[Pred] = []
-    exact = request.args.get(param)
-    if exact not in (None, ""):
-        preds.append(lambda r, v=exact: str(r.data.get(field, "")) == v)
-    sw = request.args.get(f"{param}_startswith")
-    if sw not in (None, ""):
-        preds.append(lambda r, v=sw.lower(): str(r.data.get(field, "")).lower().startswith(v))
-    ct = request.args.get(f"{param}_contains")
-    if ct not in (None, ""):
-        preds.append(lambda r, v=ct.lower(): v in str(r.data.get(field, "")).lower())
+    for suffix, op in (("", "eq"), ("_startswith", "startswith"), ("_contains", "contains")):
+        value = request.args.get(f"{param}{suffix}")
+        if value:
+            preds.append(_field_test(field, op, value))
     return preds
 
 
 def _date_filters(field: str) -> list[Pred]:
     preds: list[Pred] = []
-    a = request.args
-    if a.get("date"):
-        preds.append(lambda r, v=a["date"]: r.data.get(field) == v)
-    if a.get("date_start"):
-        preds.append(lambda r, v=a["date_start"]: r.data.get(field, "") >= v)
-    if a.get("date_end"):
-        preds.append(lambda r, v=a["date_end"]: r.data.get(field, "") <= v)
-    if a.get("date_before"):
-        preds.append(lambda r, v=a["date_before"]: r.data.get(field, "") < v)
-    if a.get("date_after"):
-        preds.append(lambda r, v=a["date_after"]: r.data.get(field, "") > v)
+    ops = (
+        ("date", "eq"),
+        ("date_start", "ge"),
+        ("date_end", "le"),
+        ("date_before", "lt"),
+        ("date_after", "gt"),
+    )
+    for param, op in ops:
+        value = request.args.get(param)
+        if value:
+            preds.append(_field_test(field, op, value))
     return preds
 
 
@@ -238,9 +251,13 @@ def _search(fields: tuple[str, ...]) -> list[Pred]:
 
 
 def _sort_and_page(
-    org: Org, resource: str, preds: list[Pred], sortable: tuple[str, ...],
-    fields: tuple[str, ...], key: str,
-) -> Response:  # fmt: skip
+    org: Org,
+    resource: str,
+    preds: list[Pred],
+    sortable: tuple[str, ...],
+    fields: tuple[str, ...],
+    key: str,
+) -> Response:
     page = _int_param("page", 1, 1)
     per_page = _int_param("per_page", MAX_PER_PAGE, 1, MAX_PER_PAGE)
     sort_column = request.args.get("sort_column") or "created_time"
@@ -250,10 +267,16 @@ def _sort_and_page(
     if order not in ("A", "D", "ASCENDING", "DESCENDING"):
         raise E.invalid_param("sort_order")
     descending = order.startswith("D")
-    cache_key = (resource, tuple(sorted(
-        (k, v) for k, v in request.args.items(multi=True)
-        if k not in ("page", "per_page", "organization_id")
-    )))  # fmt: skip
+    cache_key = (
+        resource,
+        tuple(
+            sorted(
+                (k, v)
+                for k, v in request.args.items(multi=True)
+                if k not in ("page", "per_page", "organization_id")
+            )
+        ),
+    )
     version = org.versions.get(resource, 0)
     cached = org.list_cache.get(cache_key)
     if cached is not None and cached[0] == version:
@@ -267,8 +290,9 @@ def _sort_and_page(
         elif sort_column == "last_modified_time":
             recs.sort(key=lambda x: (x[1].mtime, x[0]), reverse=descending)
         else:
-            recs.sort(key=lambda x: (_sort_value(x[1].data.get(sort_column)), x[0]),
-                      reverse=descending)  # fmt: skip
+            recs.sort(
+                key=lambda x: (_sort_value(x[1].data.get(sort_column)), x[0]), reverse=descending
+            )
         ids = [rid for rid, _ in recs]
         org.list_cache[cache_key] = (version, ids)
         while len(org.list_cache) > 64:
@@ -276,8 +300,9 @@ def _sort_and_page(
     start = (page - 1) * per_page
     coll = org.collection(resource)
     items = [project(coll[i].data, fields) for i in ids[start : start + per_page] if i in coll]
-    filters = {k: v for k, v in request.args.items() if k not in ("organization_id", "page",
-                                                                  "per_page")}  # fmt: skip
+    filters = {
+        k: v for k, v in request.args.items() if k not in ("organization_id", "page", "per_page")
+    }
     return zoho_json(
         {
             "code": 0,
@@ -312,10 +337,13 @@ def _status_filter(mapping: dict[str, Callable[[str], bool]]) -> list[Pred]:
     status = request.args.get("status")
     if status:
         if status == "unpaid":
-            preds.append(lambda r: r.data.get("status") in ("sent", "overdue",
-                                                             "partially_paid", "viewed", "open"))
+            preds.append(
+                lambda r: (
+                    r.data.get("status") in ("sent", "overdue", "partially_paid", "viewed", "open")
+                )
+            )
         else:
-            preds.append(lambda r, v=status: r.data.get("status") == v)
+            preds.append(_field_test("status", "eq", status))
     fb = request.args.get("filter_by")
     if fb and fb != "Status.All":
         test = mapping.get(fb)
@@ -369,18 +397,24 @@ def get_organization(org_id: str) -> Response:
 # --- invoices and bills ---------------------------------------------------------------
 
 BILL_STATUS = {
-    "Status.Open": lambda s: s == "open", "Status.Paid": lambda s: s == "paid",
-    "Status.Overdue": lambda s: s == "overdue", "Status.Void": lambda s: s == "void",
-    "Status.PartiallyPaid": lambda s: s == "partially_paid", "Status.Draft": lambda s: s == "draft",
+    "Status.Open": lambda s: s == "open",
+    "Status.Paid": lambda s: s == "paid",
+    "Status.Overdue": lambda s: s == "overdue",
+    "Status.Void": lambda s: s == "void",
+    "Status.PartiallyPaid": lambda s: s == "partially_paid",
+    "Status.Draft": lambda s: s == "draft",
     "Status.Pending": lambda s: s in ("open", "overdue", "partially_paid"),
-}  # fmt: skip
+}
 INVOICE_STATUS = {
-    "Status.Sent": lambda s: s == "sent", "Status.Draft": lambda s: s == "draft",
-    "Status.OverDue": lambda s: s == "overdue", "Status.Paid": lambda s: s == "paid",
-    "Status.Void": lambda s: s == "void", "Status.PartiallyPaid": lambda s: s == "partially_paid",
+    "Status.Sent": lambda s: s == "sent",
+    "Status.Draft": lambda s: s == "draft",
+    "Status.OverDue": lambda s: s == "overdue",
+    "Status.Paid": lambda s: s == "paid",
+    "Status.Void": lambda s: s == "void",
+    "Status.PartiallyPaid": lambda s: s == "partially_paid",
     "Status.Viewed": lambda s: s == "viewed",
     "Status.Unpaid": lambda s: s in ("sent", "overdue", "partially_paid", "viewed"),
-}  # fmt: skip
+}
 
 
 @bp.get("/bills")
@@ -389,13 +423,25 @@ def list_bills() -> Response:
     _, _, org = _guard("bills.READ")
     assert org is not None
     preds = [
-        *_text_filters("bill_number"), *_text_filters("reference_number"),
-        *_text_filters("vendor_name"), *_text_filters("vendor_id"),
-        *_date_filters("date"), *_status_filter(BILL_STATUS), *_modified_filter(org),
+        *_text_filters("bill_number"),
+        *_text_filters("reference_number"),
+        *_text_filters("vendor_name"),
+        *_text_filters("vendor_id"),
+        *_date_filters("date"),
+        *_status_filter(BILL_STATUS),
+        *_modified_filter(org),
         *_search(("bill_number", "reference_number", "vendor_name")),
-    ]  # fmt: skip
-    sortable = ("created_time", "last_modified_time", "vendor_name", "bill_number", "date",
-                "due_date", "total", "balance")  # fmt: skip
+    ]
+    sortable = (
+        "created_time",
+        "last_modified_time",
+        "vendor_name",
+        "bill_number",
+        "date",
+        "due_date",
+        "total",
+        "balance",
+    )
     return _sort_and_page(org, "bills", preds, sortable, BILL_LIST_FIELDS, "bills")
 
 
@@ -414,13 +460,25 @@ def list_invoices() -> Response:
     _, _, org = _guard("invoices.READ")
     assert org is not None
     preds = [
-        *_text_filters("invoice_number"), *_text_filters("reference_number"),
-        *_text_filters("customer_name"), *_text_filters("customer_id"),
-        *_date_filters("date"), *_status_filter(INVOICE_STATUS), *_modified_filter(org),
+        *_text_filters("invoice_number"),
+        *_text_filters("reference_number"),
+        *_text_filters("customer_name"),
+        *_text_filters("customer_id"),
+        *_date_filters("date"),
+        *_status_filter(INVOICE_STATUS),
+        *_modified_filter(org),
         *_search(("invoice_number", "reference_number", "customer_name")),
-    ]  # fmt: skip
-    sortable = ("created_time", "last_modified_time", "customer_name", "invoice_number", "date",
-                "due_date", "total", "balance")  # fmt: skip
+    ]
+    sortable = (
+        "created_time",
+        "last_modified_time",
+        "customer_name",
+        "invoice_number",
+        "date",
+        "due_date",
+        "total",
+        "balance",
+    )
     return _sort_and_page(org, "invoices", preds, sortable, INVOICE_LIST_FIELDS, "invoices")
 
 
@@ -477,10 +535,19 @@ def _contact_preds(org: Org) -> list[Pred]:
 def list_contacts() -> Response:
     _, _, org = _guard("contacts.READ")
     assert org is not None
-    sortable = ("created_time", "last_modified_time", "contact_name", "company_name", "email",
-                "outstanding_receivable_amount", "first_name", "last_name")  # fmt: skip
-    return _sort_and_page(org, "contacts", _contact_preds(org), sortable, CONTACT_LIST_FIELDS,
-                          "contacts")  # fmt: skip
+    sortable = (
+        "created_time",
+        "last_modified_time",
+        "contact_name",
+        "company_name",
+        "email",
+        "outstanding_receivable_amount",
+        "first_name",
+        "last_name",
+    )
+    return _sort_and_page(
+        org, "contacts", _contact_preds(org), sortable, CONTACT_LIST_FIELDS, "contacts"
+    )
 
 
 @bp.get("/contacts/<contact_id>")
@@ -493,11 +560,28 @@ def get_contact(contact_id: str) -> Response:
 
 
 CONTACT_EDITABLE = (
-    "contact_name", "company_name", "contact_type", "customer_sub_type", "currency_id",
-    "payment_terms", "payment_terms_label", "contact_number", "website", "notes",
-    "billing_address", "shipping_address", "contact_persons", "custom_fields", "tags",
-    "vat_reg_no", "tax_reg_no", "gst_no", "gst_treatment", "tax_id", "track_1099",
-)  # fmt: skip
+    "contact_name",
+    "company_name",
+    "contact_type",
+    "customer_sub_type",
+    "currency_id",
+    "payment_terms",
+    "payment_terms_label",
+    "contact_number",
+    "website",
+    "notes",
+    "billing_address",
+    "shipping_address",
+    "contact_persons",
+    "custom_fields",
+    "tags",
+    "vat_reg_no",
+    "tax_reg_no",
+    "gst_no",
+    "gst_treatment",
+    "tax_id",
+    "track_1099",
+)
 
 
 def validate_contact(org: Org, body: Any, *, partial: bool) -> dict[str, Any]:
@@ -550,8 +634,9 @@ def update_contact_record(
     clean = validate_contact(org, body, partial=True)
     old = rec.data
     merged = {k: old[k] for k in CONTACT_EDITABLE if k in old and k != "tags"}
-    merged["tags"] = [{"tag_id": t["tag_id"], "tag_option_id": t["tag_option_id"]}
-                      for t in old.get("tags", [])]  # fmt: skip
+    merged["tags"] = [
+        {"tag_id": t["tag_id"], "tag_option_id": t["tag_option_id"]} for t in old.get("tags", [])
+    ]
     if "payment_terms" in clean and "payment_terms_label" not in clean:
         merged.pop("payment_terms_label", None)
     merged.update(clean)
@@ -560,8 +645,14 @@ def update_contact_record(
     data["has_transaction"] = old.get("has_transaction", False)
     rec.data = data
     store.modify_record(org, "contacts", rec)
-    store.updated.append({"organization_id": org.organization_id, "kind": "contacts",
-                          "id": data["contact_id"], "via": via})  # fmt: skip
+    store.updated.append(
+        {
+            "organization_id": org.organization_id,
+            "kind": "contacts",
+            "id": data["contact_id"],
+            "via": via,
+        }
+    )
     if via != "api" or store.settings["webhooks_on_api_writes"]:
         fire(store, org, "contact", data, "updated")
     return data
@@ -591,23 +682,57 @@ def update_contact(contact_id: str) -> Response:
 # --- chart of accounts, currencies, reporting tags ------------------------------------
 
 ACCOUNT_GROUPS = {
-    "AccountType.Asset": {"other_asset", "other_current_asset", "cash", "bank", "fixed_asset",
-                          "accounts_receivable", "stock", "payment_clearing_account",
-                          "input_tax", "intangible_asset", "right_to_use_asset",
-                          "financial_asset", "contingent_asset", "contract_asset"},
-    "AccountType.Liability": {"other_current_liability", "credit_card", "long_term_liability",
-                              "other_liability", "accounts_payable", "output_tax",
-                              "contract_liability", "refund_liability", "loans_and_borrowing",
-                              "lease_liability", "employee_benefit_liability",
-                              "contingent_liability", "financial_liability"},
+    "AccountType.Asset": {
+        "other_asset",
+        "other_current_asset",
+        "cash",
+        "bank",
+        "fixed_asset",
+        "accounts_receivable",
+        "stock",
+        "payment_clearing_account",
+        "input_tax",
+        "intangible_asset",
+        "right_to_use_asset",
+        "financial_asset",
+        "contingent_asset",
+        "contract_asset",
+    },
+    "AccountType.Liability": {
+        "other_current_liability",
+        "credit_card",
+        "long_term_liability",
+        "other_liability",
+        "accounts_payable",
+        "output_tax",
+        "contract_liability",
+        "refund_liability",
+        "loans_and_borrowing",
+        "lease_liability",
+        "employee_benefit_liability",
+        "contingent_liability",
+        "financial_liability",
+    },
     "AccountType.Equity": {"equity"},
-    "AccountType.Income": {"income", "other_income", "finance_income",
-                           "other_comprehensive_income"},
-    "AccountType.Expense": {"expense", "cost_of_goods_sold", "other_expense",
-                            "manufacturing_expense", "impairment_expense",
-                            "depreciation_expense", "employee_benefit_expense", "lease_expense",
-                            "finance_expense", "tax_expense"},
-}  # fmt: skip
+    "AccountType.Income": {
+        "income",
+        "other_income",
+        "finance_income",
+        "other_comprehensive_income",
+    },
+    "AccountType.Expense": {
+        "expense",
+        "cost_of_goods_sold",
+        "other_expense",
+        "manufacturing_expense",
+        "impairment_expense",
+        "depreciation_expense",
+        "employee_benefit_expense",
+        "lease_expense",
+        "finance_expense",
+        "tax_expense",
+    },
+}
 
 
 def _plain_page(items: list[dict[str, Any]], key: str) -> Response:
@@ -654,10 +779,15 @@ def list_accounts() -> Response:
     col = request.args.get("sort_column", "account_name")
     if col not in ("account_name", "account_type"):
         raise E.invalid_param("sort_column")
-    items.sort(key=lambda a: str(a[col]).lower(),
-               reverse=request.args.get("sort_order", "A").upper().startswith("D"))  # fmt: skip
-    fields = ACCOUNT_LIST_FIELDS if request.args.get("showbalance") == "true" else tuple(
-        f for f in ACCOUNT_LIST_FIELDS if f != "current_balance")  # fmt: skip
+    items.sort(
+        key=lambda a: str(a[col]).lower(),
+        reverse=request.args.get("sort_order", "A").upper().startswith("D"),
+    )
+    fields = (
+        ACCOUNT_LIST_FIELDS
+        if request.args.get("showbalance") == "true"
+        else tuple(f for f in ACCOUNT_LIST_FIELDS if f != "current_balance")
+    )
     return _plain_page([project(a, fields) for a in items], "chartofaccounts")
 
 
@@ -670,8 +800,15 @@ def get_account(account_id: str) -> Response:
     if account is None:
         raise E.does_not_exist("Account")
     # Zoho's chart-of-accounts.yml shows the account's fields at the top level of the envelope.
-    return zoho_json({"code": 0, "message": "success", **account, "custom_fields": [],
-                      "closing_balance": account["current_balance"]})  # fmt: skip
+    return zoho_json(
+        {
+            "code": 0,
+            "message": "success",
+            **account,
+            "custom_fields": [],
+            "closing_balance": account["current_balance"],
+        }
+    )
 
 
 @bp.get("/settings/currencies")
@@ -719,8 +856,13 @@ def get_tag(tag_id: str) -> Response:
     tag = org.tags.get(tag_id)
     if tag is None:
         raise E.does_not_exist("Reporting tag")
-    return zoho_json({"code": 0, "message": "success",
-                      "reporting_tag": {**_tag_summary(tag), "tag_options": tag["options"]}})
+    return zoho_json(
+        {
+            "code": 0,
+            "message": "success",
+            "reporting_tag": {**_tag_summary(tag), "tag_options": tag["options"]},
+        }
+    )
 
 
 @bp.get("/reportingtags/<tag_id>/options/all")
@@ -731,8 +873,13 @@ def list_tag_options(tag_id: str) -> Response:
     tag = org.tags.get(tag_id)
     if tag is None:
         raise E.does_not_exist("Reporting tag")
-    untagged = {"option_id": "untagged", "option_name": "Untagged", "is_active": True,
-                "is_default": False, "tag_id": tag_id}  # fmt: skip
+    untagged = {
+        "option_id": "untagged",
+        "option_name": "Untagged",
+        "is_active": True,
+        "is_default": False,
+        "tag_id": tag_id,
+    }
     return zoho_json({"code": 0, "message": "success", "results": [untagged, *tag["options"]]})
 
 
@@ -764,25 +911,32 @@ def list_journals() -> Response:
     if ref not in (None, ""):
         ids = set(org.journals_by_ref.get(ref, ()))
         preds.append(lambda r: r.data["journal_id"] in ids)
-    sw = request.args.get("reference_number_startswith")
-    if sw:
-        preds.append(lambda r, v=sw.lower(): r.data["reference_number"].lower().startswith(v))
-    ct = request.args.get("reference_number_contains")
-    if ct:
-        preds.append(lambda r, v=ct.lower(): v in r.data["reference_number"].lower())
+    for suffix, op in (("_startswith", "startswith"), ("_contains", "contains")):
+        value = request.args.get(f"reference_number{suffix}")
+        if value:
+            preds.append(_field_test("reference_number", op, value))
     preds += _text_filters("entry_number")
     preds += _text_filters("notes")
     preds += _date_filters("journal_date")
     preds += _modified_filter(org, exact=True)
     for param in ("customer_id", "vendor_id"):
         if request.args.get(param):
-            cid = request.args[param]
-            preds.append(lambda r, c=cid: any(li["customer_id"] == c for li in r.data["line_items"]))
+            preds.append(_has_contact(request.args[param]))
     if request.args.get("status"):
-        preds.append(lambda r, v=request.args["status"]: r.data["status"] == v)
-    sortable = ("created_time", "last_modified_time", "journal_date", "entry_number",
-                "reference_number", "total")  # fmt: skip
+        preds.append(_field_test("status", "eq", request.args["status"]))
+    sortable = (
+        "created_time",
+        "last_modified_time",
+        "journal_date",
+        "entry_number",
+        "reference_number",
+        "total",
+    )
     return _sort_and_page(org, "journals", preds, sortable, JOURNAL_LIST_FIELDS, "journals")
+
+
+def _has_contact(contact_id: str) -> Pred:
+    return lambda r: any(li["customer_id"] == contact_id for li in r.data["line_items"])
 
 
 @bp.get("/journals/<journal_id>")

@@ -64,16 +64,18 @@ def _check_tags(org: Org, tags: Any, where: str) -> list[dict[str, Any]]:
         option = org.tag_options.get(option_id)
         if option is None or option["tag_id"] != tag_id:
             raise E.ZohoError(
-                400, E.INVALID_TAG,
+                400,
+                E.INVALID_TAG,
                 f"The option {option_id!r} does not belong to the reporting tag "
                 f"{tag['tag_name']!r}.",
-            )  # fmt: skip
+            )
         if not option.get("is_active", True):
             raise E.ZohoError(
-                400, E.INVALID_TAG,
+                400,
+                E.INVALID_TAG,
                 f"The option {option['option_name']!r} of the reporting tag "
                 f"{tag['tag_name']!r} is inactive.",
-            )  # fmt: skip
+            )
         out.append({"tag_id": tag_id, "tag_option_id": option_id})
     return out
 
@@ -107,9 +109,10 @@ def validate_journal(org: Org, body: Any) -> dict[str, Any]:
         raw_rate = body.get("exchange_rate")
         if raw_rate in (None, "", 0, "0"):
             raise E.ZohoError(
-                400, E.EXCHANGE_RATE_REQUIRED,
+                400,
+                E.EXCHANGE_RATE_REQUIRED,
                 f"Exchange rate is required for a journal in {currency['currency_code']}.",
-            )  # fmt: skip
+            )
         exchange_rate = _decimal(raw_rate, "exchange_rate")
         if exchange_rate <= 0:
             raise E.invalid_value("exchange_rate", "must be greater than zero")
@@ -150,9 +153,10 @@ def validate_journal(org: Org, body: Any) -> dict[str, Any]:
             )
         if not account.get("is_active", True):
             raise E.ZohoError(
-                400, E.ACCOUNT_INACTIVE,
+                400,
+                E.ACCOUNT_INACTIVE,
                 f"The account {account['account_name']!r} in {where} is inactive.",
-            )  # fmt: skip
+            )
         customer_id = str(line.get("customer_id") or "")
         if customer_id and customer_id not in org.contacts:
             raise E.ZohoError(
@@ -164,18 +168,26 @@ def validate_journal(org: Org, body: Any) -> dict[str, Any]:
             debits += rounded
         else:
             credits += rounded
-        clean_lines.append({**line, "amount": rounded, "account_id": account_id,
-                            "customer_id": customer_id, "tags": tags})  # fmt: skip
+        clean_lines.append(
+            {
+                **line,
+                "amount": rounded,
+                "account_id": account_id,
+                "customer_id": customer_id,
+                "tags": tags,
+            }
+        )
     if debits == 0 or credits == 0:
         raise E.ZohoError(
             400, E.TOO_FEW_LINES, "A journal needs at least one debit and one credit line item."
         )
     if debits != credits:
         raise E.ZohoError(
-            400, E.NOT_BALANCED,
+            400,
+            E.NOT_BALANCED,
             f"The journal is not balanced: debits {debits} {currency['currency_code']} and "
             f"credits {credits} {currency['currency_code']} must be equal.",
-        )  # fmt: skip
+        )
     _check_tags(org, body.get("tags"), "journal")
     return {
         "journal_date": journal_date,

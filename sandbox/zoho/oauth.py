@@ -127,14 +127,20 @@ def token() -> Response:
     try:
         if grant_type == "authorization_code":
             out = store.exchange_code(
-                g.zoho_dc, _param("client_id"), _param("client_secret"), _param("code"),
+                g.zoho_dc,
+                _param("client_id"),
+                _param("client_secret"),
+                _param("code"),
                 public_base(),
-            )  # fmt: skip
+            )
         elif grant_type == "refresh_token":
             out = store.refresh(
-                g.zoho_dc, _param("client_id"), _param("client_secret"),
-                _param("refresh_token"), public_base(),
-            )  # fmt: skip
+                g.zoho_dc,
+                _param("client_id"),
+                _param("client_secret"),
+                _param("refresh_token"),
+                public_base(),
+            )
         else:
             raise OAuthError("unsupported_grant_type")
     except OAuthError as exc:

@@ -55,8 +55,10 @@ def _source_fields(data: dict[str, Any], party_key: str, number_key: str) -> dic
                 "description": li.get("description", ""),
                 "rate": li["rate"],
                 "quantity": li["quantity"],
-                "tags": [{"tag_id": t["tag_id"], "tag_option_id": t["tag_option_id"]}
-                         for t in li.get("tags", [])],  # fmt: skip
+                "tags": [
+                    {"tag_id": t["tag_id"], "tag_option_id": t["tag_option_id"]}
+                    for t in li.get("tags", [])
+                ],
             }
             for li in data.get("line_items", [])
         ],
@@ -64,14 +66,28 @@ def _source_fields(data: dict[str, Any], party_key: str, number_key: str) -> dic
 
 
 def _apply(fields: dict[str, Any], changes: dict[str, Any], org: Org, kind: str) -> None:
-    allowed = {"date", "due_date", "status", "reference_number", "notes", "exchange_rate",
-               "custom_fields", "line_items", "currency_id", "bill_number", "invoice_number",
-               "vendor_id", "customer_id"}  # fmt: skip
+    allowed = {
+        "date",
+        "due_date",
+        "status",
+        "reference_number",
+        "notes",
+        "exchange_rate",
+        "custom_fields",
+        "line_items",
+        "currency_id",
+        "bill_number",
+        "invoice_number",
+        "vendor_id",
+        "customer_id",
+    }
     for key, value in changes.items():
         if key in allowed:
             fields[key] = value
     if "currency_code" in changes:
-        match = [c for c in org.currencies.values() if c["currency_code"] == changes["currency_code"]]
+        match = [
+            c for c in org.currencies.values() if c["currency_code"] == changes["currency_code"]
+        ]
         if not match:
             raise OperationError(f"unknown currency {changes['currency_code']!r}")
         fields["currency_id"] = match[0]["currency_id"]
@@ -82,11 +98,15 @@ def _apply(fields: dict[str, Any], changes: dict[str, Any], org: Org, kind: str)
         except (TypeError, ValueError):
             raise OperationError("amount must be a number") from None
         first = (fields.get("line_items") or [{}])[0]
-        fields["line_items"] = [{
-            "account_id": first.get("account_id") or _default_account(org, kind),
-            "description": first.get("description") or changes.get("description", ""),
-            "rate": amount, "quantity": 1, "tags": first.get("tags", []),
-        }]  # fmt: skip
+        fields["line_items"] = [
+            {
+                "account_id": first.get("account_id") or _default_account(org, kind),
+                "description": first.get("description") or changes.get("description", ""),
+                "rate": amount,
+                "quantity": 1,
+                "tags": first.get("tags", []),
+            }
+        ]
     for li in fields.get("line_items") or []:
         if str(li.get("account_id", "")) not in org.accounts:
             raise OperationError(f"unknown account {li.get('account_id')!r}")
@@ -99,12 +119,13 @@ def _party(org: Org, fields: dict[str, Any], key: str, ctype: str) -> str:
     if not pid:
         name = fields.get("vendor_name" if ctype == "vendor" else "customer_name")
         for rec in org.contacts.values():
-            if rec.data["contact_type"] == ctype and (name is None or
-                                                      rec.data["contact_name"] == name):
+            if rec.data["contact_type"] == ctype and (
+                name is None or rec.data["contact_name"] == name
+            ):
                 return str(rec.data["contact_id"])
         raise OperationError(f"no {ctype} {name or ''} in organization {org.organization_id}")
-    rec = org.contacts.get(pid)
-    if rec is None or rec.data["contact_type"] != ctype:
+    found = org.contacts.get(pid)
+    if found is None or found.data["contact_type"] != ctype:
         raise OperationError(f"{pid!r} is not a {ctype} of organization {org.organization_id}")
     return pid
 
@@ -124,12 +145,19 @@ def create_document(
         "date": body.get("date") or today,
         "status": body.get("status") or ("open" if kind == "bill" else "sent"),
         "line_items": body.get("line_items")
-        or [{"account_id": _default_account(org, kind), "description": "Sandbox line",
-             "rate": 100.0, "quantity": 1}],  # fmt: skip
+        or [
+            {
+                "account_id": _default_account(org, kind),
+                "description": "Sandbox line",
+                "rate": 100.0,
+                "quantity": 1,
+            }
+        ],
     }
-    fields["due_date"] = body.get("due_date") or (
-        datetime.fromisoformat(fields["date"]) + timedelta(days=30)
-    ).date().isoformat()
+    fields["due_date"] = (
+        body.get("due_date")
+        or (datetime.fromisoformat(fields["date"]) + timedelta(days=30)).date().isoformat()
+    )
     _apply(fields, {k: v for k, v in body.items() if k not in (party_key, number_key)}, org, kind)
     ts = store.now()
     builder = build_bill if kind == "bill" else build_invoice
@@ -156,8 +184,9 @@ def edit_document(
     data = builder(org, record_id, fields, rec.data["created_time"])
     rec.data = data
     store.modify_record(org, resource, rec)
-    store.updated.append({"organization_id": org.organization_id, "kind": resource,
-                          "id": record_id, "via": via})  # fmt: skip
+    store.updated.append(
+        {"organization_id": org.organization_id, "kind": resource, "id": record_id, "via": via}
+    )
     fire(store, org, kind, data, "updated")
     return data
 

@@ -14,37 +14,119 @@ if TYPE_CHECKING:
     from sandbox.zoho.store import Org
 
 BILL_LIST_FIELDS = (
-    "bill_id", "vendor_id", "vendor_name", "status", "bill_number", "reference_number", "date",
-    "due_date", "due_days", "currency_id", "currency_code", "price_precision", "exchange_rate",
-    "total", "balance", "location_id", "location_name", "created_time", "last_modified_time",
-    "attachment_name", "has_attachment",
-)  # fmt: skip
-INVOICE_LIST_FIELDS = (
-    "invoice_id", "customer_name", "customer_id", "status", "invoice_number", "reference_number",
-    "date", "due_date", "due_days", "currency_id", "currency_code", "is_viewed_by_client",
-    "has_attachment", "total", "balance", "created_time", "last_modified_time", "is_emailed",
-    "reminders_sent", "payment_expected_date", "last_payment_date", "custom_fields", "documents",
-    "location_id", "location_name", "salesperson_id", "salesperson_name", "shipping_charge",
-    "adjustment", "write_off_amount", "exchange_rate",
-)  # fmt: skip
-CONTACT_LIST_FIELDS = (
-    "contact_id", "contact_name", "company_name", "contact_type", "status", "payment_terms",
-    "payment_terms_label", "currency_id", "currency_code", "outstanding_receivable_amount",
-    "outstanding_payable_amount", "unused_credits_receivable_amount",
-    "unused_credits_payable_amount", "first_name", "last_name", "email", "phone", "mobile",
-    "created_time", "last_modified_time", "has_attachment",
-)  # fmt: skip
-JOURNAL_LIST_FIELDS = (
-    "journal_id", "journal_date", "entry_number", "reference_number", "currency_id", "notes",
-    "journal_type", "entity_type", "total", "bcy_total", "custom_field",
-)  # fmt: skip
-ACCOUNT_LIST_FIELDS = (
-    "account_id", "account_name", "account_code", "account_type", "is_user_created",
-    "is_system_account", "is_standalone_account", "is_active", "can_show_in_ze",
-    "is_involved_in_transaction", "current_balance", "parent_account_id", "parent_account_name",
-    "depth", "has_attachment", "is_child_present", "child_count", "documents", "created_time",
+    "bill_id",
+    "vendor_id",
+    "vendor_name",
+    "status",
+    "bill_number",
+    "reference_number",
+    "date",
+    "due_date",
+    "due_days",
+    "currency_id",
+    "currency_code",
+    "price_precision",
+    "exchange_rate",
+    "total",
+    "balance",
+    "location_id",
+    "location_name",
+    "created_time",
     "last_modified_time",
-)  # fmt: skip
+    "attachment_name",
+    "has_attachment",
+)
+INVOICE_LIST_FIELDS = (
+    "invoice_id",
+    "customer_name",
+    "customer_id",
+    "status",
+    "invoice_number",
+    "reference_number",
+    "date",
+    "due_date",
+    "due_days",
+    "currency_id",
+    "currency_code",
+    "is_viewed_by_client",
+    "has_attachment",
+    "total",
+    "balance",
+    "created_time",
+    "last_modified_time",
+    "is_emailed",
+    "reminders_sent",
+    "payment_expected_date",
+    "last_payment_date",
+    "custom_fields",
+    "documents",
+    "location_id",
+    "location_name",
+    "salesperson_id",
+    "salesperson_name",
+    "shipping_charge",
+    "adjustment",
+    "write_off_amount",
+    "exchange_rate",
+)
+CONTACT_LIST_FIELDS = (
+    "contact_id",
+    "contact_name",
+    "company_name",
+    "contact_type",
+    "status",
+    "payment_terms",
+    "payment_terms_label",
+    "currency_id",
+    "currency_code",
+    "outstanding_receivable_amount",
+    "outstanding_payable_amount",
+    "unused_credits_receivable_amount",
+    "unused_credits_payable_amount",
+    "first_name",
+    "last_name",
+    "email",
+    "phone",
+    "mobile",
+    "created_time",
+    "last_modified_time",
+    "has_attachment",
+)
+JOURNAL_LIST_FIELDS = (
+    "journal_id",
+    "journal_date",
+    "entry_number",
+    "reference_number",
+    "currency_id",
+    "notes",
+    "journal_type",
+    "entity_type",
+    "total",
+    "bcy_total",
+    "custom_field",
+)
+ACCOUNT_LIST_FIELDS = (
+    "account_id",
+    "account_name",
+    "account_code",
+    "account_type",
+    "is_user_created",
+    "is_system_account",
+    "is_standalone_account",
+    "is_active",
+    "can_show_in_ze",
+    "is_involved_in_transaction",
+    "current_balance",
+    "parent_account_id",
+    "parent_account_name",
+    "depth",
+    "has_attachment",
+    "is_child_present",
+    "child_count",
+    "documents",
+    "created_time",
+    "last_modified_time",
+)
 
 _TZ_CACHE: dict[str, ZoneInfo] = {}
 
@@ -87,7 +169,9 @@ def tag_refs(org: Org, tags: list[dict[str, Any]] | None) -> list[dict[str, Any]
 
 def contact_persons_summary(contact: dict[str, Any]) -> dict[str, Any]:
     persons = contact.get("contact_persons") or []
-    primary = next((p for p in persons if p.get("is_primary_contact")), persons[0] if persons else {})
+    primary = next(
+        (p for p in persons if p.get("is_primary_contact")), persons[0] if persons else {}
+    )
     return {
         "first_name": primary.get("first_name", ""),
         "last_name": primary.get("last_name", ""),
@@ -97,9 +181,7 @@ def contact_persons_summary(contact: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def build_contact(
-    org: Org, contact_id: str, body: dict[str, Any], created: str
-) -> dict[str, Any]:
+def build_contact(org: Org, contact_id: str, body: dict[str, Any], created: str) -> dict[str, Any]:
     currency = org.currencies[str(body.get("currency_id") or org.base_currency_id)]
     persons = []
     for i, p in enumerate(body.get("contact_persons") or []):

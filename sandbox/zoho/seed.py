@@ -104,10 +104,20 @@ CUSTOMERS = [
 
 
 def _org(
-    store: ZohoStore, org_id: str, dc: str, name: str, base: str, extra: list[str], *,
-    prefix: str, tz: str, plan: str = "PROFESSIONAL", contact: str, email: str,
+    store: ZohoStore,
+    org_id: str,
+    dc: str,
+    name: str,
+    base: str,
+    extra: list[str],
+    *,
+    prefix: str,
+    tz: str,
+    plan: str = "PROFESSIONAL",
+    contact: str,
+    email: str,
     is_default: bool = False,
-) -> Org:  # fmt: skip
+) -> Org:
     org = Org(
         organization_id=org_id,
         dc=dc,
@@ -239,21 +249,38 @@ def _contact(
         "currency_id": currency_id(org, code),
         "payment_terms": terms,
         "contact_number": f"{'V' if ctype == 'vendor' else 'C'}-{n:05d}",
-        "billing_address": {"attention": f"{first} {last}", "address": f"{100 + n} Market St",
-                            "city": "Springfield", "zip": f"{10000 + n}", "country": "U.S.A"},
-        "contact_persons": [{"first_name": first, "last_name": last,
-                             "email": f"ap@{slug}.example", "is_primary_contact": True}],
-    }  # fmt: skip
+        "billing_address": {
+            "attention": f"{first} {last}",
+            "address": f"{100 + n} Market St",
+            "city": "Springfield",
+            "zip": f"{10000 + n}",
+            "country": "U.S.A",
+        },
+        "contact_persons": [
+            {
+                "first_name": first,
+                "last_name": last,
+                "email": f"ap@{slug}.example",
+                "is_primary_contact": True,
+            }
+        ],
+    }
     data = build_contact(org, cid, body, fmt_time(ts, org.time_zone))
     store.put_record(org, "contacts", data, ts=ts)
     return cid
 
 
 def _seed_org_records(
-    store: ZohoStore, org: Org, rng: random.Random, vendors: list[tuple[str, str, int, str]],
-    customers: list[tuple[str, str, int]], n_bills: int, n_invoices: int, bill_prefix: str,
+    store: ZohoStore,
+    org: Org,
+    rng: random.Random,
+    vendors: list[tuple[str, str, int, str]],
+    customers: list[tuple[str, str, int]],
+    n_bills: int,
+    n_invoices: int,
+    bill_prefix: str,
     inv_prefix: str,
-) -> None:  # fmt: skip
+) -> None:
     t0 = ANCHOR_TS - 60 * 86400
     vendor_ids = []
     for i, (name, code, terms, acc) in enumerate(vendors):
@@ -281,12 +308,19 @@ def _seed_org_records(
         ]
         bid = org.next_id()
         data = build_bill(
-            org, bid,
-            {"vendor_id": vid, "bill_number": f"{bill_prefix}-{1001 + i}", "date": day.isoformat(),
-             "due_date": (day + timedelta(days=30)).isoformat(), "status": status,
-             "reference_number": f"PO-{7000 + i}", "line_items": lines},
+            org,
+            bid,
+            {
+                "vendor_id": vid,
+                "bill_number": f"{bill_prefix}-{1001 + i}",
+                "date": day.isoformat(),
+                "due_date": (day + timedelta(days=30)).isoformat(),
+                "status": status,
+                "reference_number": f"PO-{7000 + i}",
+                "line_items": lines,
+            },
             fmt_time(ts, org.time_zone),
-        )  # fmt: skip
+        )
         store.put_record(org, "bills", data, ts=ts)
     for i in range(n_invoices):
         cid = customer_ids[i % len(customer_ids)]
@@ -303,31 +337,86 @@ def _seed_org_records(
         ]
         iid = org.next_id()
         data = build_invoice(
-            org, iid,
-            {"customer_id": cid, "invoice_number": f"{inv_prefix}-{i + 1:05d}",
-             "date": day.isoformat(), "due_date": (day + timedelta(days=30)).isoformat(),
-             "status": status, "line_items": lines},
+            org,
+            iid,
+            {
+                "customer_id": cid,
+                "invoice_number": f"{inv_prefix}-{i + 1:05d}",
+                "date": day.isoformat(),
+                "due_date": (day + timedelta(days=30)).isoformat(),
+                "status": status,
+                "line_items": lines,
+            },
             fmt_time(ts, org.time_zone),
-        )  # fmt: skip
+        )
         store.put_record(org, "invoices", data, ts=ts)
 
 
 def load_demo(store: ZohoStore) -> None:
     """The demo tenants: a two-org US user, an EU user and an India user."""
     rng = random.Random(SEED)
-    main = _org(store, MAIN_ORG_ID, "us", "Acme Corporation", "USD", ["EUR", "GBP", "JPY"],
-                prefix="4600000", tz="America/Los_Angeles", plan="PREMIUM",
-                contact="Dana Whitfield", email=MAIN_USER, is_default=True)  # fmt: skip
-    labs = _org(store, LABS_ORG_ID, "us", "Acme Labs LLC", "USD", ["EUR"], prefix="4610000",
-                tz="America/New_York", contact="Dana Whitfield", email=MAIN_USER)  # fmt: skip
-    eu = _org(store, EU_ORG_ID, "eu", "Acme Europe GmbH", "EUR", ["USD", "GBP"],
-              prefix="2010000", tz="Europe/Berlin", contact="Jonas Keller", email=EU_USER,
-              is_default=True)  # fmt: skip
-    ind = _org(store, IN_ORG_ID, "in", "Acme India Pvt Ltd", "INR", ["USD"], prefix="6010000",
-               tz="Asia/Kolkata", plan="STANDARD", contact="Priya Raman", email=IN_USER,
-               is_default=True)  # fmt: skip
-    store.add_user(User("zoho-user-1", MAIN_USER, "Dana Whitfield", "us", [main.organization_id,
-                                                                         labs.organization_id]))
+    main = _org(
+        store,
+        MAIN_ORG_ID,
+        "us",
+        "Acme Corporation",
+        "USD",
+        ["EUR", "GBP", "JPY"],
+        prefix="4600000",
+        tz="America/Los_Angeles",
+        plan="PREMIUM",
+        contact="Dana Whitfield",
+        email=MAIN_USER,
+        is_default=True,
+    )
+    labs = _org(
+        store,
+        LABS_ORG_ID,
+        "us",
+        "Acme Labs LLC",
+        "USD",
+        ["EUR"],
+        prefix="4610000",
+        tz="America/New_York",
+        contact="Dana Whitfield",
+        email=MAIN_USER,
+    )
+    eu = _org(
+        store,
+        EU_ORG_ID,
+        "eu",
+        "Acme Europe GmbH",
+        "EUR",
+        ["USD", "GBP"],
+        prefix="2010000",
+        tz="Europe/Berlin",
+        contact="Jonas Keller",
+        email=EU_USER,
+        is_default=True,
+    )
+    ind = _org(
+        store,
+        IN_ORG_ID,
+        "in",
+        "Acme India Pvt Ltd",
+        "INR",
+        ["USD"],
+        prefix="6010000",
+        tz="Asia/Kolkata",
+        plan="STANDARD",
+        contact="Priya Raman",
+        email=IN_USER,
+        is_default=True,
+    )
+    store.add_user(
+        User(
+            "zoho-user-1",
+            MAIN_USER,
+            "Dana Whitfield",
+            "us",
+            [main.organization_id, labs.organization_id],
+        )
+    )
     store.add_user(User("zoho-user-2", EU_USER, "Jonas Keller", "eu", [eu.organization_id]))
     store.add_user(User("zoho-user-3", IN_USER, "Priya Raman", "in", [ind.organization_id]))
 
@@ -355,12 +444,19 @@ def _seed_journal(store: ZohoStore, org: Org, i: int, ts: float) -> None:
         "reference_number": f"ADJ-{100 + i}",
         "notes": "Month-end accrual",
         "line_items": [
-            {"account_id": account_id(org, "Rent Expense"), "debit_or_credit": "debit",
-             "amount": amount, "tags": [tag_option(org, "Cost Center", "Operations")]},
-            {"account_id": account_id(org, "Accrued Liabilities"), "debit_or_credit": "credit",
-             "amount": amount},
+            {
+                "account_id": account_id(org, "Rent Expense"),
+                "debit_or_credit": "debit",
+                "amount": amount,
+                "tags": [tag_option(org, "Cost Center", "Operations")],
+            },
+            {
+                "account_id": account_id(org, "Accrued Liabilities"),
+                "debit_or_credit": "credit",
+                "amount": amount,
+            },
         ],
-    }  # fmt: skip
+    }
     store.put_record(org, "journals", build_journal(store, org, body, ts), ts=ts)
 
 
@@ -388,8 +484,9 @@ def fire_seed_webhooks(store: ZohoStore) -> int:
 def generator(store: ZohoStore, kind: str) -> Callable[..., dict[str, Any]]:
     """A generator for ``kind`` bound to ``store``: fn(n, organization_id=..., webhooks=False)."""
 
-    def run(n: int, organization_id: str | None = None, webhooks: bool = False,
-            **_: Any) -> dict[str, Any]:  # fmt: skip
+    def run(
+        n: int, organization_id: str | None = None, webhooks: bool = False, **_: Any
+    ) -> dict[str, Any]:
         org = store.orgs.get(organization_id or MAIN_ORG_ID)
         if org is None:
             raise KeyError(f"unknown organization {organization_id!r}")
@@ -410,19 +507,31 @@ def _gen_vendors(store: ZohoStore, org: Org, n: int, webhooks: bool) -> dict[str
         cid = org.next_id()
         name = f"Load Vendor {start + i + 1:06d}"
         data = build_contact(
-            org, cid, {"contact_name": name, "company_name": name, "contact_type": "vendor",
-                       "currency_id": base, "payment_terms": 30}, created)  # fmt: skip
+            org,
+            cid,
+            {
+                "contact_name": name,
+                "company_name": name,
+                "contact_type": "vendor",
+                "currency_id": base,
+                "payment_terms": 30,
+            },
+            created,
+        )
         store.put_record(org, "contacts", data, ts=ts)
         ids.append(cid)
         if webhooks:
             fire(store, org, "contact", data, "created")
-    return {"vendor": "zoho", "organization_id": org.organization_id, "created": n,
-            "first_id": ids[0] if ids else None, "last_id": ids[-1] if ids else None}  # fmt: skip
+    return {
+        "vendor": "zoho",
+        "organization_id": org.organization_id,
+        "created": n,
+        "first_id": ids[0] if ids else None,
+        "last_id": ids[-1] if ids else None,
+    }
 
 
-def _gen_docs(
-    store: ZohoStore, org: Org, n: int, webhooks: bool, resource: str
-) -> dict[str, Any]:
+def _gen_docs(store: ZohoStore, org: Org, n: int, webhooks: bool, resource: str) -> dict[str, Any]:
     from sandbox.zoho.webhooks import fire
 
     rng = random.Random(SEED + n + len(org.collection(resource)))
@@ -433,9 +542,11 @@ def _gen_docs(
         parties = [r.data for r in org.contacts.values() if r.data["contact_type"] == ctype]
     if not parties:
         raise ValueError(f"organization {org.organization_id} has no {ctype}s")
-    expense = [a for a in org.accounts.values()
-               if a["account_type"] == ("expense" if ctype == "vendor" else "income")
-               and a["is_active"]]  # fmt: skip
+    expense = [
+        a
+        for a in org.accounts.values()
+        if a["account_type"] == ("expense" if ctype == "vendor" else "income") and a["is_active"]
+    ]
     ts = store.now()
     created = org.time(ts)
     today = date.fromtimestamp(ts).isoformat()
@@ -445,16 +556,31 @@ def _gen_docs(
     for i in range(n):
         party = parties[i % len(parties)]
         rid = org.next_id()
-        lines = [{"account_id": expense[(start + i) % len(expense)]["account_id"],
-                  "description": "Generated line", "rate": round(rng.uniform(10, 5000), 2),
-                  "quantity": 1}]  # fmt: skip
+        lines = [
+            {
+                "account_id": expense[(start + i) % len(expense)]["account_id"],
+                "description": "Generated line",
+                "rate": round(rng.uniform(10, 5000), 2),
+                "quantity": 1,
+            }
+        ]
         if resource == "bills":
-            fields = {"vendor_id": party["contact_id"], "bill_number": f"GEN-{start + i + 1:07d}",
-                      "date": today, "status": "open", "line_items": lines}  # fmt: skip
+            fields = {
+                "vendor_id": party["contact_id"],
+                "bill_number": f"GEN-{start + i + 1:07d}",
+                "date": today,
+                "status": "open",
+                "line_items": lines,
+            }
             data = build_bill(org, rid, fields, created)
         else:
-            fields = {"customer_id": party["contact_id"], "invoice_number": f"GI-{start + i + 1:07d}",
-                      "date": today, "status": "sent", "line_items": lines}  # fmt: skip
+            fields = {
+                "customer_id": party["contact_id"],
+                "invoice_number": f"GI-{start + i + 1:07d}",
+                "date": today,
+                "status": "sent",
+                "line_items": lines,
+            }
             data = build_invoice(org, rid, fields, created)
         org.collection(resource)[rid] = Rec(data, ts, ts)
         first = first or rid
@@ -462,8 +588,13 @@ def _gen_docs(
         if webhooks:
             fire(store, org, entity, data, "created")
     org.touch(resource)
-    return {"vendor": "zoho", "organization_id": org.organization_id, "created": n,
-            "first_id": first, "last_id": last}  # fmt: skip
+    return {
+        "vendor": "zoho",
+        "organization_id": org.organization_id,
+        "created": n,
+        "first_id": first,
+        "last_id": last,
+    }
 
 
 GENERATORS: dict[str, Callable[[ZohoStore, Org, int, bool], dict[str, Any]]] = {

@@ -231,11 +231,12 @@ class ZohoStore:
 
     def seed(self) -> None:
         """Replace tenant data with the demo tenants; webhook targets and limits survive."""
-        from sandbox.zoho.seed import load_demo
+        from sandbox.zoho.seed import fire_seed_webhooks, load_demo
 
         with self.state.lock:
             self._clear()
             load_demo(self)
+            fire_seed_webhooks(self)
 
     # --- helpers ------------------------------------------------------------------------
     def now(self) -> float:
@@ -263,8 +264,12 @@ class ZohoStore:
         self, org: Org, resource: str, data: dict[str, Any], *, ts: float | None = None
     ) -> Rec:
         ts = self.now() if ts is None else ts
-        id_key = {"contacts": "contact_id", "bills": "bill_id", "invoices": "invoice_id",
-                  "journals": "journal_id"}[resource]  # fmt: skip
+        id_key = {
+            "contacts": "contact_id",
+            "bills": "bill_id",
+            "invoices": "invoice_id",
+            "journals": "journal_id",
+        }[resource]
         rec = Rec(data, ts, ts)
         org.collection(resource)[data[id_key]] = rec
         if resource == "journals":
@@ -307,7 +312,8 @@ class ZohoStore:
                 access_type=(access_type or "online").lower(),
                 redirect_uri=redirect_uri,
                 prompt=prompt,
-                expires_at=self.now() + (ttl if ttl is not None else self.settings["grant_code_ttl"]),
+                expires_at=self.now()
+                + (ttl if ttl is not None else self.settings["grant_code_ttl"]),
             )
             self.grants[grant.code] = grant
             return grant
@@ -341,7 +347,9 @@ class ZohoStore:
                     old.revoked = True
         return at
 
-    def _token_response(self, at: AccessToken, dc: str, base_url: str, scope: str) -> dict[str, Any]:
+    def _token_response(
+        self, at: AccessToken, dc: str, base_url: str, scope: str
+    ) -> dict[str, Any]:
         from sandbox.zoho.dc import api_domain
 
         return {
@@ -353,7 +361,11 @@ class ZohoStore:
         }
 
     def exchange_code(
-        self, dc: str, client_id: str | None, client_secret: str | None, code: str | None,
+        self,
+        dc: str,
+        client_id: str | None,
+        client_secret: str | None,
+        code: str | None,
         base_url: str,
     ) -> dict[str, Any]:
         with self.state.lock:
@@ -392,12 +404,19 @@ class ZohoStore:
             at = self._new_access_token(grant.client_id, grant.user_id, grant.dc, grant.scope, rt)
             out = self._token_response(at, grant.dc, base_url, grant.scope)
             if rt is not None:
-                out = {"access_token": at.token, "refresh_token": rt.token, **{
-                    k: v for k, v in out.items() if k != "access_token"}}
+                out = {
+                    "access_token": at.token,
+                    "refresh_token": rt.token,
+                    **{k: v for k, v in out.items() if k != "access_token"},
+                }
             return out
 
     def refresh(
-        self, dc: str, client_id: str | None, client_secret: str | None, token: str | None,
+        self,
+        dc: str,
+        client_id: str | None,
+        client_secret: str | None,
+        token: str | None,
         base_url: str,
     ) -> dict[str, Any]:
         with self.state.lock:
@@ -464,13 +483,24 @@ class ZohoStore:
     # --- inspection ---------------------------------------------------------------------
     def record_created(self, org: Org, kind: str, record_id: str, via: str) -> None:
         self.created.append(
-            {"organization_id": org.organization_id, "kind": kind, "id": record_id, "via": via,
-             "at": time.time()}  # fmt: skip
+            {
+                "organization_id": org.organization_id,
+                "kind": kind,
+                "id": record_id,
+                "via": via,
+                "at": time.time(),
+            }
         )
 
     def created_report(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"journals": [], "contacts": [], "bills": [], "invoices": [],
-                               "log": list(self.created), "updated": list(self.updated)}  # fmt: skip
+        out: dict[str, Any] = {
+            "journals": [],
+            "contacts": [],
+            "bills": [],
+            "invoices": [],
+            "log": list(self.created),
+            "updated": list(self.updated),
+        }
         for entry in self.created:
             org = self.orgs.get(entry["organization_id"])
             if org is None:
@@ -490,8 +520,12 @@ class ZohoStore:
                 live = [i for i in ids if i in org.journals]
                 if ref and len(live) > 1:
                     journals.append(
-                        {"organization_id": org.organization_id, "reference_number": ref,
-                         "journal_ids": live, "count": len(live)}  # fmt: skip
+                        {
+                            "organization_id": org.organization_id,
+                            "reference_number": ref,
+                            "journal_ids": live,
+                            "count": len(live),
+                        }
                     )
             by_name: dict[str, list[str]] = {}
             for cid, rec in org.contacts.items():
@@ -501,7 +535,11 @@ class ZohoStore:
             for name, ids in by_name.items():
                 if len(ids) > 1:
                     vendors.append(
-                        {"organization_id": org.organization_id, "contact_name": name,
-                         "contact_ids": ids, "count": len(ids)}  # fmt: skip
+                        {
+                            "organization_id": org.organization_id,
+                            "contact_name": name,
+                            "contact_ids": ids,
+                            "count": len(ids),
+                        }
                     )
         return {"journals_by_reference_number": journals, "vendors_by_name": vendors}

@@ -83,18 +83,32 @@ class Zoho:
         return f"{self.base}/zoho/{dc}/accounts"
 
     def authorize(
-        self, *, dc: str = "us", user: str | None = None, scope: str = "ZohoBooks.fullaccess.all",
-        access_type: str = "offline", prompt: str | None = None, state: str = "s1",
+        self,
+        *,
+        dc: str = "us",
+        user: str | None = None,
+        scope: str = "ZohoBooks.fullaccess.all",
+        access_type: str = "offline",
+        prompt: str | None = None,
+        state: str = "s1",
         **extra: str,
-    ) -> dict[str, str]:  # fmt: skip
-        params = {"scope": scope, "client_id": CLIENT_ID, "response_type": "code",
-                  "access_type": access_type, "redirect_uri": REDIRECT, "state": state, **extra}
+    ) -> dict[str, str]:
+        params = {
+            "scope": scope,
+            "client_id": CLIENT_ID,
+            "response_type": "code",
+            "access_type": access_type,
+            "redirect_uri": REDIRECT,
+            "state": state,
+            **extra,
+        }
         if prompt:
             params["prompt"] = prompt
         if user:
             params["login_hint"] = user
-        r = self.http.get(f"{self.accounts(dc)}/oauth/v2/auth", params=params,
-                          allow_redirects=False, timeout=10)  # fmt: skip
+        r = self.http.get(
+            f"{self.accounts(dc)}/oauth/v2/auth", params=params, allow_redirects=False, timeout=10
+        )
         assert r.status_code == 302, r.text
         loc = r.headers["Location"]
         assert loc.startswith(REDIRECT)
@@ -105,8 +119,12 @@ class Zoho:
         return self.http.post(f"{accounts_server}/oauth/v2/token", data=form, timeout=10)
 
     def exchange(self, redirect: dict[str, str]) -> dict[str, Any]:
-        r = self.token(redirect["accounts-server"], grant_type="authorization_code",
-                       code=redirect["code"], redirect_uri=REDIRECT)  # fmt: skip
+        r = self.token(
+            redirect["accounts-server"],
+            grant_type="authorization_code",
+            code=redirect["code"],
+            redirect_uri=REDIRECT,
+        )
         body = r.json()
         assert "error" not in body, body
         return body
@@ -121,24 +139,35 @@ class Zoho:
         return self
 
     def refresh(self) -> dict[str, Any]:
-        return self.token(self.accounts_server, grant_type="refresh_token",
-                          refresh_token=self.refresh_token).json()  # fmt: skip
+        return self.token(
+            self.accounts_server, grant_type="refresh_token", refresh_token=self.refresh_token
+        ).json()
 
     def books_url(self, path: str, dc: str | None = None) -> str:
         domain = f"{self.base}/zoho/{dc}/api" if dc else self.api_domain
         return f"{domain}/books/v3{path}"
 
     def call(
-        self, method: str, path: str, *, org: str | None = MAIN_ORG, dc: str | None = None,
-        token: str | None = None, params: dict[str, Any] | None = None, **kw: Any,
-    ) -> requests.Response:  # fmt: skip
+        self,
+        method: str,
+        path: str,
+        *,
+        org: str | None = MAIN_ORG,
+        dc: str | None = None,
+        token: str | None = None,
+        params: dict[str, Any] | None = None,
+        **kw: Any,
+    ) -> requests.Response:
         q = dict(params or {})
         if org is not None:
             q["organization_id"] = org
-        headers = {"Authorization": f"Zoho-oauthtoken {token or self.access_token}",
-                   **kw.pop("headers", {})}  # fmt: skip
-        return self.http.request(method, self.books_url(path, dc), params=q, headers=headers,
-                                 timeout=10, **kw)  # fmt: skip
+        headers = {
+            "Authorization": f"Zoho-oauthtoken {token or self.access_token}",
+            **kw.pop("headers", {}),
+        }
+        return self.http.request(
+            method, self.books_url(path, dc), params=q, headers=headers, timeout=10, **kw
+        )
 
     def get(self, path: str, **kw: Any) -> requests.Response:
         return self.call("GET", path, **kw)

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
+
+import pytest
 
 try:
     from tests.sandbox.concur_fixtures import US, ConcurHarness, concur
@@ -68,3 +71,21 @@ def test_admin_clock_expires_tokens(concur: ConcurHarness, admin: Any) -> None:
     resp = concur.http.get(f"{concur.geo()}/api/v3.0/expense/reports", headers=h)
     assert resp.status_code == 403
     assert resp.json()["Error"]["Message"] == "Forbidden Request"
+
+
+def _demo_script() -> str | None:
+    docs = Path(__file__).resolve().parents[2] / "docs"
+    for name in ("sandbox.md", "sandbox-concur.md"):
+        path = docs / name
+        if path.exists() and "<!-- concur-demo -->" in path.read_text():
+            text = path.read_text().split("<!-- concur-demo -->", 1)[1]
+            return text.split("```python\n", 1)[1].split("```", 1)[0]
+    return None
+
+
+def test_docs_demo_script_runs(concur: ConcurHarness, monkeypatch: pytest.MonkeyPatch) -> None:
+    script = _demo_script()
+    if script is None:
+        pytest.skip("the Concur demo script is not in docs/")
+    monkeypatch.setenv("SANDBOX_URL", concur.url)
+    exec(compile(script, "docs-concur-demo", "exec"), {"__name__": "__main__"})

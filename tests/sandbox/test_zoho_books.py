@@ -44,14 +44,16 @@ def test_organizations_lists_both_orgs_of_the_user(zoho: Zoho) -> None:
     ],
 )
 def test_bad_tokens_get_401_code_57(zoho: Zoho, headers: dict[str, str]) -> None:
-    r = requests.get(zoho.books_url("/bills"), params={"organization_id": MAIN_ORG},
-                     headers=headers)  # fmt: skip
+    r = requests.get(
+        zoho.books_url("/bills"), params={"organization_id": MAIN_ORG}, headers=headers
+    )
     _unauthorized(r)
 
 
 def test_bearer_scheme_with_a_good_token_is_refused(zoho: Zoho) -> None:
-    r = requests.get(zoho.books_url("/organizations"),
-                     headers={"Authorization": f"Bearer {zoho.access_token}"})  # fmt: skip
+    r = requests.get(
+        zoho.books_url("/organizations"), headers={"Authorization": f"Bearer {zoho.access_token}"}
+    )
     _unauthorized(r)
 
 
@@ -98,11 +100,15 @@ def test_pagination_walks_every_bill_once(zoho: Zoho) -> None:
         page += 1
     assert len(seen) == len(set(seen)) == 30
     default = zoho.get("/bills").json()
-    assert default["page_context"]["per_page"] == 200 and not default["page_context"]["has_more_page"]
+    assert (
+        default["page_context"]["per_page"] == 200 and not default["page_context"]["has_more_page"]
+    )
 
 
-@pytest.mark.parametrize("params", [{"per_page": 201}, {"per_page": 0}, {"page": 0},
-                                    {"page": "x"}, {"sort_column": "nope"}])  # fmt: skip
+@pytest.mark.parametrize(
+    "params",
+    [{"per_page": 201}, {"per_page": 0}, {"page": 0}, {"page": "x"}, {"sort_column": "nope"}],
+)
 def test_bad_paging_parameters_are_400(zoho: Zoho, params: dict[str, object]) -> None:
     r = zoho.get("/invoices", params=params)
     assert r.status_code == 400 and r.json()["code"] == 2
@@ -111,9 +117,22 @@ def test_bad_paging_parameters_are_400(zoho: Zoho, params: dict[str, object]) ->
 def test_bill_list_and_get_fields(zoho: Zoho) -> None:
     bills = zoho.get("/bills").json()["bills"]
     first = bills[0]
-    for key in ("bill_id", "vendor_id", "vendor_name", "status", "bill_number", "date",
-                "due_date", "currency_id", "currency_code", "exchange_rate", "total", "balance",
-                "created_time", "last_modified_time"):  # fmt: skip
+    for key in (
+        "bill_id",
+        "vendor_id",
+        "vendor_name",
+        "status",
+        "bill_number",
+        "date",
+        "due_date",
+        "currency_id",
+        "currency_code",
+        "exchange_rate",
+        "total",
+        "balance",
+        "created_time",
+        "last_modified_time",
+    ):
         assert key in first
     assert "line_items" not in first
     assert {b["currency_code"] for b in bills} == {"USD", "EUR"}
@@ -126,8 +145,12 @@ def test_bill_list_and_get_fields(zoho: Zoho) -> None:
 
 
 def test_missing_records_are_1002(zoho: Zoho) -> None:
-    for path, entity in (("/bills/1", "Bill"), ("/invoices/1", "Invoice"),
-                         ("/contacts/1", "Contact"), ("/journals/1", "Journal")):  # fmt: skip
+    for path, entity in (
+        ("/bills/1", "Bill"),
+        ("/invoices/1", "Invoice"),
+        ("/contacts/1", "Contact"),
+        ("/journals/1", "Journal"),
+    ):
         r = zoho.get(path)
         assert r.status_code == 404
         assert r.json() == {"code": 1002, "message": f"{entity} does not exist."}
@@ -147,8 +170,9 @@ def test_invoice_list_and_get(zoho: Zoho) -> None:
     assert [i["invoice_number"] for i in one] == ["INV-00003"]
 
 
-@pytest.mark.parametrize("fmt", ["%Y-%m-%dT%H:%M:%S%z", "%Y-%m-%dT%H:%M:%S+00:00",
-                                 "%Y-%m-%dT%H:%M:%SZ"])  # fmt: skip
+@pytest.mark.parametrize(
+    "fmt", ["%Y-%m-%dT%H:%M:%S%z", "%Y-%m-%dT%H:%M:%S+00:00", "%Y-%m-%dT%H:%M:%SZ"]
+)
 def test_last_modified_time_filter_after_an_edit(zoho: Zoho, admin: AdminClient, fmt: str) -> None:
     from datetime import UTC, datetime
 
@@ -191,19 +215,30 @@ def test_contacts_vendor_filter(zoho: Zoho) -> None:
 
 def test_create_contact_json_and_update(zoho: Zoho, admin: AdminClient) -> None:
     eur = zoho.lookup()["currencies"]["EUR"]
-    r = zoho.post("/contacts", json={
-        "contact_name": "Ristorante Roma", "contact_type": "vendor", "currency_id": eur,
-        "payment_terms": 15, "payment_terms_label": "Net 15",
-        "contact_persons": [{"first_name": "Gia", "last_name": "Conti", "email": "gia@roma.it"}],
-    })  # fmt: skip
+    r = zoho.post(
+        "/contacts",
+        json={
+            "contact_name": "Ristorante Roma",
+            "contact_type": "vendor",
+            "currency_id": eur,
+            "payment_terms": 15,
+            "payment_terms_label": "Net 15",
+            "contact_persons": [
+                {"first_name": "Gia", "last_name": "Conti", "email": "gia@roma.it"}
+            ],
+        },
+    )
     assert r.status_code == 201
     body = r.json()
     assert body["code"] == 0 and body["message"] == "The contact has been created"
     c = body["contact"]
     assert c["contact_type"] == "vendor" and c["currency_code"] == "EUR"
     assert c["payment_terms_label"] == "Net 15" and c["email"] == "gia@roma.it"
-    u = zoho.call("PUT", f"/contacts/{c['contact_id']}", json={"contact_name": "Ristorante Roma SRL",
-                                                             "payment_terms": 30})  # fmt: skip
+    u = zoho.call(
+        "PUT",
+        f"/contacts/{c['contact_id']}",
+        json={"contact_name": "Ristorante Roma SRL", "payment_terms": 30},
+    )
     assert u.status_code == 200 and u.json()["message"] == "Contact has been updated successfully"
     updated = zoho.get(f"/contacts/{c['contact_id']}").json()["contact"]
     assert updated["contact_name"] == "Ristorante Roma SRL"
@@ -216,8 +251,10 @@ def test_create_contact_json_and_update(zoho: Zoho, admin: AdminClient) -> None:
 def test_create_contact_form_encoded_jsonstring(zoho: Zoho) -> None:
     import json
 
-    r = zoho.post("/contacts", data={"JSONString": json.dumps({"contact_name": "Form Vendor",
-                                                               "contact_type": "vendor"})})  # fmt: skip
+    r = zoho.post(
+        "/contacts",
+        data={"JSONString": json.dumps({"contact_name": "Form Vendor", "contact_type": "vendor"})},
+    )
     assert r.status_code == 201 and r.json()["contact"]["contact_name"] == "Form Vendor"
 
 
@@ -249,11 +286,14 @@ def test_chart_of_accounts(zoho: Zoho) -> None:
     types = {a["account_type"] for a in accts}
     assert {"expense", "other_current_liability", "bank", "accounts_payable"} <= types
     expenses = zoho.get("/chartofaccounts", params={"filter_by": "AccountType.Expense"}).json()
-    assert all(a["account_type"] in ("expense", "cost_of_goods_sold", "other_expense")
-               for a in expenses["chartofaccounts"])  # fmt: skip
+    assert all(
+        a["account_type"] in ("expense", "cost_of_goods_sold", "other_expense")
+        for a in expenses["chartofaccounts"]
+    )
     inactive = zoho.get("/chartofaccounts", params={"filter_by": "AccountType.Inactive"}).json()
     assert [a["account_name"] for a in inactive["chartofaccounts"]] == [
-        "Legacy Travel (do not use)"]
+        "Legacy Travel (do not use)"
+    ]
     one = zoho.get(f"/chartofaccounts/{accts[0]['account_id']}").json()
     assert one["code"] == 0 and one["account_id"] == accts[0]["account_id"]
 
@@ -263,8 +303,9 @@ def test_currencies(zoho: Zoho) -> None:
     codes = {c["currency_code"]: c for c in cur}
     assert codes["USD"]["is_base_currency"] and not codes["EUR"]["is_base_currency"]
     assert codes["JPY"]["price_precision"] == 0
-    foreign = zoho.get("/settings/currencies",
-                       params={"filter_by": "Currencies.ExcludeBaseCurrency"}).json()  # fmt: skip
+    foreign = zoho.get(
+        "/settings/currencies", params={"filter_by": "Currencies.ExcludeBaseCurrency"}
+    ).json()
     assert "USD" not in {c["currency_code"] for c in foreign["currencies"]}
     one = zoho.get(f"/settings/currencies/{codes['EUR']['currency_id']}").json()
     assert one["currency"]["currency_code"] == "EUR"

@@ -20,7 +20,9 @@ if TYPE_CHECKING:
 
 def _validator(specs_dir: Path, file: str, schema: str) -> OAS30Validator:
     spec = yaml.safe_load((specs_dir / "zoho-books" / file).read_text())
-    return OAS30Validator({"$ref": f"#/components/schemas/{schema}", "components": spec["components"]})
+    return OAS30Validator(
+        {"$ref": f"#/components/schemas/{schema}", "components": spec["components"]}
+    )
 
 
 @pytest.fixture(scope="module")
@@ -47,21 +49,29 @@ def _journal_payloads(zoho: Zoho) -> list[dict[str, Any]]:
     return [
         {"journal_date": "2025-06-30", "line_items": [debit, credit]},
         {
-            "journal_date": "2025-06-30", "reference_number": "RPT-77", "notes": "Trip to Berlin",
-            "journal_type": "both", "status": "draft",
+            "journal_date": "2025-06-30",
+            "reference_number": "RPT-77",
+            "notes": "Trip to Berlin",
+            "journal_type": "both",
+            "status": "draft",
             "line_items": [
                 # The spec types tag ids as int64 (its examples are strings); both are accepted.
-                {**debit, "description": "Dinner",
-                 "tags": [{"tag_id": int(tag_id), "tag_option_id": int(option_id)}]},
+                {
+                    **debit,
+                    "description": "Dinner",
+                    "tags": [{"tag_id": int(tag_id), "tag_option_id": int(option_id)}],
+                },
                 {**credit, "customer_id": vendor["contact_id"]},
             ],
         },
         {
-            "journal_date": "2025-07-01", "currency_id": ids["currencies"]["EUR"],
-            "exchange_rate": 1.085, "reference_number": "RPT-78",
+            "journal_date": "2025-07-01",
+            "currency_id": ids["currencies"]["EUR"],
+            "exchange_rate": 1.085,
+            "reference_number": "RPT-78",
             "line_items": [{**debit, "amount": 10.5}, {**credit, "amount": 10.5}],
         },
-    ]  # fmt: skip
+    ]
 
 
 def test_accepted_journals_conform_to_the_request_schema(
@@ -98,16 +108,30 @@ def _contact_payloads(zoho: Zoho) -> list[dict[str, Any]]:
     return [
         {"contact_name": "Minimal Vendor"},
         {
-            "contact_name": "Hotel Adlon", "company_name": "Hotel Adlon Kempinski",
-            "contact_type": "vendor", "currency_id": eur, "payment_terms": 30,
-            "payment_terms_label": "Net 30", "website": "https://example.com",
-            "billing_address": {"address": "Unter den Linden 77", "city": "Berlin",
-                                "zip": "10117", "country": "Germany"},
-            "contact_persons": [{"first_name": "Lena", "last_name": "Vogel",
-                                 "email": "ap@adlon.example", "is_primary_contact": True}],
+            "contact_name": "Hotel Adlon",
+            "company_name": "Hotel Adlon Kempinski",
+            "contact_type": "vendor",
+            "currency_id": eur,
+            "payment_terms": 30,
+            "payment_terms_label": "Net 30",
+            "website": "https://example.com",
+            "billing_address": {
+                "address": "Unter den Linden 77",
+                "city": "Berlin",
+                "zip": "10117",
+                "country": "Germany",
+            },
+            "contact_persons": [
+                {
+                    "first_name": "Lena",
+                    "last_name": "Vogel",
+                    "email": "ap@adlon.example",
+                    "is_primary_contact": True,
+                }
+            ],
             "notes": "Concur vendor 0042",
         },
-    ]  # fmt: skip
+    ]
 
 
 def test_accepted_contacts_conform_to_the_request_schema(

@@ -26,12 +26,20 @@ def balanced(ids: dict[str, Any], amount: float = 120.5, ref: str = "RPT-0001") 
         "reference_number": ref,
         "notes": "Concur report RPT-0001",
         "line_items": [
-            {"account_id": acc["Travel Expense"], "debit_or_credit": "debit", "amount": amount,
-             "description": "Hotel", "tags": [{"tag_id": tag_id, "tag_option_id": option_id}]},
-            {"account_id": acc["Employee Reimbursements"], "debit_or_credit": "credit",
-             "amount": amount},
+            {
+                "account_id": acc["Travel Expense"],
+                "debit_or_credit": "debit",
+                "amount": amount,
+                "description": "Hotel",
+                "tags": [{"tag_id": tag_id, "tag_option_id": option_id}],
+            },
+            {
+                "account_id": acc["Employee Reimbursements"],
+                "debit_or_credit": "credit",
+                "amount": amount,
+            },
         ],
-    }  # fmt: skip
+    }
 
 
 def test_balanced_journal_is_created_and_readable(zoho: Zoho, ids: dict[str, Any]) -> None:

@@ -31,15 +31,24 @@ def test_eu_user_starting_at_us_server_is_sent_to_eu(zoho_anon: Zoho) -> None:
     assert redirect["accounts-server"].endswith("/zoho/eu/accounts")
     body = zoho_anon.exchange(redirect)
     assert body["api_domain"] == f"{zoho_anon.base}/zoho/eu/api"
-    orgs = zoho_anon.call("GET", "/organizations", org=None, token=body["access_token"],
-                          dc="eu").json()  # fmt: skip
+    orgs = zoho_anon.call(
+        "GET", "/organizations", org=None, token=body["access_token"], dc="eu"
+    ).json()
     assert [o["organization_id"] for o in orgs["organizations"]] == [EU_ORG]
 
 
 def test_consent_errors(zoho_anon: Zoho) -> None:
     base = zoho_anon.accounts()
-    r = requests.get(f"{base}/oauth/v2/auth", params={"client_id": "nope", "scope": "x",
-                     "redirect_uri": REDIRECT, "response_type": "code"}, allow_redirects=False)  # fmt: skip
+    r = requests.get(
+        f"{base}/oauth/v2/auth",
+        params={
+            "client_id": "nope",
+            "scope": "x",
+            "redirect_uri": REDIRECT,
+            "response_type": "code",
+        },
+        allow_redirects=False,
+    )
     assert r.status_code == 400 and "Invalid Client" in r.text
     denied = zoho_anon.authorize(sandbox_deny="1")
     assert denied == {"error": "access_denied", "state": "s1"}
@@ -61,16 +70,19 @@ def test_online_access_gives_no_refresh_token(zoho_anon: Zoho) -> None:
 
 def test_code_is_single_use_dc_bound_and_short_lived(zoho_anon: Zoho, admin) -> None:
     redirect = zoho_anon.authorize()
-    ok = zoho_anon.token(redirect["accounts-server"], grant_type="authorization_code",
-                         code=redirect["code"])  # fmt: skip
+    ok = zoho_anon.token(
+        redirect["accounts-server"], grant_type="authorization_code", code=redirect["code"]
+    )
     assert "access_token" in ok.json()
-    again = zoho_anon.token(redirect["accounts-server"], grant_type="authorization_code",
-                            code=redirect["code"])  # fmt: skip
+    again = zoho_anon.token(
+        redirect["accounts-server"], grant_type="authorization_code", code=redirect["code"]
+    )
     assert again.status_code == 200 and again.json() == {"error": "invalid_code"}
 
     other_dc = zoho_anon.authorize()
-    r = zoho_anon.token(zoho_anon.accounts("eu"), grant_type="authorization_code",
-                        code=other_dc["code"])  # fmt: skip
+    r = zoho_anon.token(
+        zoho_anon.accounts("eu"), grant_type="authorization_code", code=other_dc["code"]
+    )
     assert r.json() == {"error": "invalid_code"}
 
     late = zoho_anon.authorize()
@@ -82,22 +94,44 @@ def test_code_is_single_use_dc_bound_and_short_lived(zoho_anon: Zoho, admin) -> 
 def test_client_credentials_are_checked(zoho_anon: Zoho) -> None:
     redirect = zoho_anon.authorize()
     url = f"{redirect['accounts-server']}/oauth/v2/token"
-    r = requests.post(url, data={"grant_type": "authorization_code", "code": redirect["code"],
-                                 "client_id": "someone-else", "client_secret": "x"})  # fmt: skip
+    r = requests.post(
+        url,
+        data={
+            "grant_type": "authorization_code",
+            "code": redirect["code"],
+            "client_id": "someone-else",
+            "client_secret": "x",
+        },
+    )
     assert r.json() == {"error": "invalid_client"}
-    r = requests.post(url, data={"grant_type": "authorization_code", "code": redirect["code"],
-                                 "client_id": CLIENT_ID, "client_secret": "wrong"})  # fmt: skip
+    r = requests.post(
+        url,
+        data={
+            "grant_type": "authorization_code",
+            "code": redirect["code"],
+            "client_id": CLIENT_ID,
+            "client_secret": "wrong",
+        },
+    )
     assert r.json() == {"error": "invalid_client_secret"}
-    r = requests.post(url, data={"grant_type": "password", "client_id": CLIENT_ID,
-                                 "client_secret": CLIENT_SECRET})  # fmt: skip
+    r = requests.post(
+        url, data={"grant_type": "password", "client_id": CLIENT_ID, "client_secret": CLIENT_SECRET}
+    )
     assert r.json() == {"error": "unsupported_grant_type"}
 
 
 def test_token_parameters_in_query_string_are_accepted(zoho_anon: Zoho) -> None:
     redirect = zoho_anon.authorize()
-    r = requests.post(f"{redirect['accounts-server']}/oauth/v2/token", params={
-        "grant_type": "authorization_code", "code": redirect["code"], "client_id": CLIENT_ID,
-        "client_secret": CLIENT_SECRET, "redirect_uri": REDIRECT})  # fmt: skip
+    r = requests.post(
+        f"{redirect['accounts-server']}/oauth/v2/token",
+        params={
+            "grant_type": "authorization_code",
+            "code": redirect["code"],
+            "client_id": CLIENT_ID,
+            "client_secret": CLIENT_SECRET,
+            "redirect_uri": REDIRECT,
+        },
+    )
     assert "access_token" in r.json()
 
 
@@ -111,7 +145,9 @@ def test_refresh_grant(zoho: Zoho, admin) -> None:
 
 
 def test_refresh_at_wrong_dc_or_with_garbage_is_invalid_code(zoho: Zoho) -> None:
-    r = zoho.token(zoho.accounts("eu"), grant_type="refresh_token", refresh_token=zoho.refresh_token)
+    r = zoho.token(
+        zoho.accounts("eu"), grant_type="refresh_token", refresh_token=zoho.refresh_token
+    )
     assert r.json() == {"error": "invalid_code"}
     r = zoho.token(zoho.accounts_server, grant_type="refresh_token", refresh_token="1000.bad.bad")
     assert r.json() == {"error": "invalid_code"}
@@ -163,13 +199,15 @@ def test_access_token_expires_with_the_sandbox_clock(zoho: Zoho, admin) -> None:
 
 
 def test_revoke_kills_refresh_and_its_access_tokens(zoho: Zoho) -> None:
-    r = requests.post(f"{zoho.accounts_server}/oauth/v2/token/revoke",
-                      params={"token": zoho.refresh_token})  # fmt: skip
+    r = requests.post(
+        f"{zoho.accounts_server}/oauth/v2/token/revoke", params={"token": zoho.refresh_token}
+    )
     assert r.status_code == 200 and r.json() == {"status": "success"}
     assert zoho.refresh() == {"error": "invalid_code"}
     assert zoho.get("/organizations", org=None).json()["code"] == 57
-    again = requests.post(f"{zoho.accounts_server}/oauth/v2/token/revoke",
-                          params={"token": zoho.refresh_token})  # fmt: skip
+    again = requests.post(
+        f"{zoho.accounts_server}/oauth/v2/token/revoke", params={"token": zoho.refresh_token}
+    )
     assert again.json() == {"error": "invalid_code"}
 
 
@@ -184,8 +222,9 @@ def test_admin_revoke_and_token_listing(zoho: Zoho, admin) -> None:
 def test_self_client_code(zoho_anon: Zoho, admin) -> None:
     grant = admin.zoho_self_client_code(scope="ZohoBooks.accountants.ALL,ZohoBooks.settings.READ")
     assert grant["location"] == "us" and grant["organization_ids"]
-    body = zoho_anon.token(grant["accounts_server"], grant_type="authorization_code",
-                           code=grant["code"]).json()  # fmt: skip
+    body = zoho_anon.token(
+        grant["accounts_server"], grant_type="authorization_code", code=grant["code"]
+    ).json()
     assert body["refresh_token"] and body["api_domain"] == grant["api_domain"]
 
 

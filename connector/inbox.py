@@ -1,0 +1,113 @@
+"""The webhook inbox: every accepted delivery is stored before the sender hears 2xx.
+
+The inbox is also the outbox: a receiver commits the event, then enqueues it. If the broker is
+down at that moment the event stays ``received`` and the sweeper relays it later
+(``stale_events``), so an acknowledged event is never lost between the database and Redis.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.orm import Session
+
+from connector.db import utcnow
+from connector.models import WebhookEvent, WebhookStatus
+
+#: Headers worth keeping with an event (for replay and support); never Authorization or cookies.
+KEPT_HEADERS = (
+    "content-type",
+    "user-agent",
+    "x-zoho-webhook-signature",
+    "concur-signature",
+    "concur-correlationid",
+    "x-request-id",
+)
+
+
+def body_hash(body: bytes) -> str:
+    return hashlib.sha256(body).hexdigest()
+
+
+def store(
+    session: Session,
+    *,
+    source: str,
+    dedupe_key: str,
+    body: bytes,
+    headers: dict[str, str],
+    connection_id: int | None,
+    event_type: str | None,
+) -> tuple[WebhookEvent, bool]:
+    """Insert the event once per ``(source, dedupe_key)``; ``(event, created)``."""
+    kept = {k: v for k, v in ((k.lower(), v) for k, v in headers.items()) if k in KEPT_HEADERS}
+    values: dict[str, Any] = {
+        "source": source,
+        "dedupe_key": dedupe_key[:255],
+        "body": body.decode("utf-8", errors="replace"),
+        "headers": kept,
+        "connection_id": connection_id,
+        "event_type": event_type,
+        "status": WebhookStatus.RECEIVED.value,
+        "received_at": utcnow(),
+    }
+    insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+    new_id = session.execute(
+        insert(WebhookEvent)
+        .values(**values)
+        .on_conflict_do_nothing(index_elements=["source", "dedupe_key"])
+        .returning(WebhookEvent.id)
+    ).scalar_one_or_none()
+    event = session.execute(
+        select(WebhookEvent).where(
+            WebhookEvent.source == source, WebhookEvent.dedupe_key == values["dedupe_key"]
+        )
+    ).scalar_one()
+    return event, new_id is not None
+
+
+def mark(
+    session: Session,
+    event_id: int,
+    status: WebhookStatus,
+    *,
+    note: str | None = None,
+    record_id: int | None = None,
+) -> None:
+    event = session.get(WebhookEvent, event_id)
+    if event is None:
+        return
+    event.status = status.value
+    event.note = note
+    if record_id is not None:
+        event.record_id = record_id
+    if status is not WebhookStatus.RECEIVED:
+        event.processed_at = utcnow()
+
+
+def stale_events(
+    session: Session, *, older_than: float, limit: int = 500
+) -> Sequence[WebhookEvent]:
+    """Events stored but never processed (enqueue failed, or the message was lost)."""
+    cutoff = utcnow() - dt.timedelta(seconds=older_than)
+    return (
+        session.execute(
+            select(WebhookEvent)
+            .where(
+                WebhookEvent.status.in_(
+                    [WebhookStatus.RECEIVED.value, WebhookStatus.ENQUEUED.value]
+                ),
+                WebhookEvent.received_at < cutoff,
+            )
+            .order_by(WebhookEvent.id)
+            .limit(limit)
+        )
+        .scalars()
+        .all()
+    )

@@ -1,0 +1,104 @@
+"""``POST /webhooks/zoho/<connection_id>``: Zoho Books workflow webhooks (brief §7)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from flask import Blueprint, current_app, request
+
+from connector import inbox
+from connector.errors import MalformedWebhook, UnknownConnection, WebhookSignatureError
+from connector.models import Connection
+from connector.vault import Vault
+from webhooks import signatures
+from webhooks.receivers import accept
+
+bp = Blueprint("zoho", __name__, url_prefix="/webhooks/zoho")
+
+#: Entities whose default payload we understand, and the id field of each.
+ENTITY_IDS = {"bill": "bill_id", "invoice": "invoice_id", "contact": "contact_id"}
+
+
+@bp.post("/<int:connection_id>")
+def receive(connection_id: int) -> Any:
+    raw = request.get_data(cache=True)
+    settings = current_app.config["CONNECTOR_SETTINGS"]
+    db = current_app.config["CONNECTOR_DB"]
+    with db.session() as session:
+        connection = session.get(Connection, connection_id)
+        if connection is None:
+            raise UnknownConnection(f"no connection {connection_id}")
+        secret_enc = connection.webhook_secret_enc
+    if not secret_enc:
+        raise WebhookSignatureError(
+            f"connection {connection_id} has no webhook secret yet; run "
+            f"`connector webhooks zoho {connection_id}` and configure the webhook with it"
+        )
+    secret = Vault(settings.secret_keys).decrypt(secret_enc)
+
+    is_form = request.mimetype == "application/x-www-form-urlencoded"
+    query = [(k, v) for k, v in request.args.items(multi=True) if k != signatures.TOKEN_PARAM]
+    params = query + ([(k, v) for k, v in request.form.items(multi=True)] if is_form else [])
+    signatures.verify_zoho(
+        secret,
+        params=params,
+        body=b"" if is_form else raw,
+        signature=request.headers.get(signatures.ZOHO_SIGNATURE_HEADER),
+        token=request.headers.get(signatures.TOKEN_HEADER)
+        or request.args.get(signatures.TOKEN_PARAM),
+    )
+    payload = _parse(raw, is_form)
+    entity, record = _entity(payload)
+    record_id = str(record.get(ENTITY_IDS.get(entity, f"{entity}_id"), "") or "")
+    version = str(record.get("last_modified_time") or "")
+    dedupe = (
+        f"{connection_id}:{entity}:{record_id}:{version}"
+        if record_id and version
+        else f"{connection_id}:sha256:{inbox.body_hash(raw)}"
+    )
+    return accept(
+        source="zoho",
+        dedupe_key=dedupe,
+        body=json.dumps(payload).encode(),
+        headers=dict(request.headers),
+        connection_id=connection_id,
+        event_type=entity,
+    )
+
+
+def _parse(raw: bytes, is_form: bool) -> dict[str, Any]:
+    if is_form:
+        text = request.form.get("JSONString")
+        if text is None:
+            raise MalformedWebhook("form-encoded webhook without a JSONString field")
+    else:
+        if not raw.strip():
+            raise MalformedWebhook(
+                'empty body; expected Zoho\'s JSON payload such as {"bill": {...}}'
+            )
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            raise MalformedWebhook("body is not UTF-8 text") from None
+    try:
+        payload = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise MalformedWebhook(
+            f"body is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
+        ) from None
+    if not isinstance(payload, dict) or not payload:
+        raise MalformedWebhook('payload must be a JSON object such as {"bill": {...}}')
+    return payload
+
+
+def _entity(payload: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    """The module key of Zoho's default payload (``{"bill": {...}}``)."""
+    known = [k for k in payload if k in ENTITY_IDS]
+    key = known[0] if known else next(iter(payload))
+    record = payload[key]
+    if not isinstance(record, dict):
+        raise MalformedWebhook(f"payload key {key!r} must hold an object")
+    if key in ENTITY_IDS and not record.get(ENTITY_IDS[key]):
+        raise MalformedWebhook(f"{key} payload has no {ENTITY_IDS[key]}")
+    return key, record
