@@ -227,7 +227,9 @@ class Receiver:
         self.statuses: list[int] = []  # answered in order, then 200
         self._lock = threading.Lock()
         self.server: BaseWSGIServer = make_server("127.0.0.1", 0, self._app, threaded=True)
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread = threading.Thread(
+            target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
         self.url = f"http://127.0.0.1:{self.server.server_port}"
 
     def _app(self, environ: dict[str, Any], start_response: Any) -> Any:

@@ -130,3 +130,19 @@ def test_deliveries_endpoint_shape(admin: AdminClient) -> None:
     body = admin.deliveries()
     assert body["pending"] == 0 and body["attempts"] == []
     assert admin.configure_deliveries(base_delay=0.01)["base_delay"] == 0.01
+
+
+def test_zoho_admin_settings_limits_and_datacentres(admin: AdminClient) -> None:
+    dcs = admin._call("GET", "/zoho/datacentres")
+    assert dcs["ca"]["real"] == ["https://accounts.zohocloud.ca", "https://www.zohoapis.ca"]
+    assert dcs["eu"]["api_domain"].endswith("/zoho/eu/api")
+    r = requests.post(f"{admin.base_url}/_admin/zoho/settings", json={"token_error_status": 418})
+    assert r.status_code == 400
+    r = requests.post(f"{admin.base_url}/_admin/zoho/settings", json={"nope": 1})
+    assert r.status_code == 400
+    limits = admin.zoho_limits(per_minute=50, daily=123)
+    assert limits["per_minute"] == 50 and limits["orgs"][MAIN_ORG]["daily"] == 123
+    r = requests.post(f"{admin.base_url}/_admin/zoho/orgs/1/bills", json={})
+    assert r.status_code == 400 and "unknown organization" in r.json()["error"]
+    r = requests.patch(f"{admin.base_url}/_admin/zoho/orgs/{MAIN_ORG}/bills/1", json={})
+    assert r.status_code == 404

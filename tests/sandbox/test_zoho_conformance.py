@@ -19,7 +19,8 @@ if TYPE_CHECKING:
 
 
 def _validator(specs_dir: Path, file: str, schema: str) -> OAS30Validator:
-    spec = yaml.safe_load((specs_dir / "zoho-books" / file).read_text())
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    spec = yaml.load((specs_dir / "zoho-books" / file).read_text(), Loader=loader)
     return OAS30Validator(
         {"$ref": f"#/components/schemas/{schema}", "components": spec["components"]}
     )

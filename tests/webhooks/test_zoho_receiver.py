@@ -73,6 +73,7 @@ def test_form_encoded_jsonstring_with_query_params_is_accepted(app_and_calls: An
         headers={"X-Zoho-Webhook-Signature": sign(params, b""), "Content-Type": "application/x-www-form-urlencoded"},
     )
     assert response.status_code == 202, response.json
+    assert len(calls) == 1
 
 
 @pytest.mark.parametrize("where", ["header", "query"])
