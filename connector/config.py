@@ -79,6 +79,10 @@ class Settings:
     #: How long a worker owns a record before the sweeper may re-drive it.
     lease_seconds: int = 300
     sweep_interval: float = 60.0
+    #: Beat refreshes access tokens that expire within this many seconds (docs/connections.md).
+    refresh_margin: int = 600
+    #: Seconds between two runs of the beat's token refresh.
+    refresh_interval: float = 60.0
     max_body_bytes: int = 1_048_576
     log_level: str = "INFO"
 
@@ -208,6 +212,8 @@ class Settings:
             visibility_timeout=get_int("CELERY_VISIBILITY_TIMEOUT", 3600),
             lease_seconds=get_int("CONNECTOR_LEASE_SECONDS", 300),
             sweep_interval=float(get_int("CONNECTOR_SWEEP_INTERVAL", 60)),
+            refresh_margin=get_int("CONNECTOR_REFRESH_MARGIN", 600),
+            refresh_interval=float(get_int("CONNECTOR_REFRESH_INTERVAL", 60)),
             max_body_bytes=get_int("CONNECTOR_MAX_BODY_BYTES", 1_048_576),
             log_level=(get("LOG_LEVEL") or "INFO").upper(),
         )
@@ -215,6 +221,11 @@ class Settings:
             problems.append(
                 "CONNECTOR_LEASE_SECONDS must be shorter than CELERY_VISIBILITY_TIMEOUT, so the "
                 "sweeper re-drives a stuck record before Redis redelivers its message"
+            )
+        if settings.refresh_margin >= 3600:
+            problems.append(
+                "CONNECTOR_REFRESH_MARGIN must be shorter than an access token's life (3600 s), "
+                "or every beat run would refresh every token"
             )
         if problems:
             raise ConfigurationError(problems)

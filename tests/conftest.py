@@ -259,3 +259,35 @@ def start_worker(stack_env: dict[str, str]) -> Iterator[Any]:
     yield start
     for worker in workers:
         worker.stop()
+
+
+# --------------------------------------------------------------------------- sandbox
+
+
+@pytest.fixture(scope="session")
+def sandbox_server() -> Iterator[Any]:
+    """One real sandbox (simulated Zoho Books + SAP Concur) on a free port for the session."""
+    from sandbox.server import SandboxServer
+
+    server = SandboxServer(seed=False)
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def sandbox(sandbox_server: Any) -> Any:
+    """The session's sandbox, reset and re-seeded for this test."""
+    state = sandbox_server.state
+    state.reset()
+    state.seed()
+    # Short retry spacing keeps webhook-retry tests fast; the back-off shape is unchanged.
+    state.deliverer.configure(base_delay=0.01, factor=2.0, timeout=2.0)
+    return sandbox_server
+
+
+@pytest.fixture
+def admin(sandbox: Any) -> Any:
+    from sandbox.admin import AdminClient
+
+    return AdminClient(sandbox.url)

@@ -1,7 +1,8 @@
 """One hammering process for the multi-process rate-limit test (run as a script, not collected).
 
-Usage: ``python ratelimit_worker.py '<json spec>'``; prints ``{"grants": [...], "denied": n}``.
-It waits for a common start time so all processes contend from the first moment, stops by
+Usage: ``python ratelimit_worker.py '<json spec>'``; prints ``ready``, reads ``{"start_at": t}``
+from stdin, then prints ``{"grants": [...], "denied": n}``.  It waits for the common start time
+so all processes contend from the first moment, stops by
 itself at the deadline, and records the limiter's own clock at each grant (Redis ``TIME`` for
 Redis) so the test merges timestamps from one clock.  Sleeping for ``decision.wait`` is this
 test client's behaviour; pipeline tasks retry with a countdown instead.
@@ -23,10 +24,14 @@ def main(spec: dict) -> dict:
     limiter = make_limiter(spec.get("redis_url"), spec.get("sqlite_path"))
     limit = Limit(int(spec["requests"]), float(spec["period"]))
     key = spec["key"]
-    start, deadline = float(spec["start_at"]), float(spec["start_at"]) + float(spec["duration"])
+    limiter.peek(key, limit)  # connect (and create the SQLite schema) before the start line
+    # Barrier: the test sends the common start time once every process is ready, so a slow
+    # interpreter start on a loaded machine does not eat into the measured run.
+    print("ready", flush=True)
+    start = float(json.loads(sys.stdin.readline())["start_at"])
+    deadline = start + float(spec["duration"])
     grants: list[float] = []
     denied = 0
-    limiter.peek(key, limit)  # connect (and create the SQLite schema) before the start line
     while time.time() < start:
         time.sleep(min(0.01, max(0.0, start - time.time())))
     for _ in range(1_000_000):  # bounded even if the clock misbehaves

@@ -16,9 +16,15 @@ def stored(db: Database, source: str, kind: str, payload: dict[str, Any]) -> int
         conn = Connection(name=f"intake-{kind}")
         s.add(conn)
         s.flush()
-        event, _ = inbox.store(s, source=source, dedupe_key=f"k-{kind}", body=json.dumps(payload).encode(),
-                               headers={"Authorization": "Bearer SECRET", "Content-Type": "application/json"},
-                               connection_id=conn.id, event_type=kind)
+        event, _ = inbox.store(
+            s,
+            source=source,
+            dedupe_key=f"k-{kind}",
+            body=json.dumps(payload).encode(),
+            headers={"Authorization": "Bearer SECRET", "Content-Type": "application/json"},
+            connection_id=conn.id,
+            event_type=kind,
+        )
         assert "authorization" not in event.headers
         return event.id
 
@@ -34,8 +40,14 @@ def test_unhandled_event_is_kept_and_marked_ignored(db: Database) -> None:
 def test_registered_handler_creates_records_once(db: Database) -> None:
     def handler(session: Any, event: WebhookEvent, payload: dict[str, Any]) -> intake.IntakeResult:
         record, _ = ledger.get_or_create(
-            session, connection_id=event.connection_id, flow="selftest", source_system="selftest",
-            source_type="probe", source_id=payload["probe"]["id"], source_version="1", target_system="selftest",
+            session,
+            connection_id=event.connection_id,
+            flow="selftest",
+            source_system="selftest",
+            source_type="probe",
+            source_id=payload["probe"]["id"],
+            source_version="1",
+            target_system="selftest",
         )
         return intake.IntakeResult([(record.id, Step.FETCH)])
 

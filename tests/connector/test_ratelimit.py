@@ -451,25 +451,40 @@ def test_module_imports_no_web_or_task_framework():
 MP_LIMIT, MP_PERIOD, MP_DURATION, MP_PROCS = 20, 1.0, 3.0, 4
 
 
-def _run_workers(specs: list[dict]) -> list[dict]:
+def _run_workers(specs: list[dict]) -> tuple[float, list[dict]]:
+    """Start one process per spec, release them together, return (start time, results)."""
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     procs = [
         subprocess.Popen(
             [sys.executable, str(WORKER), json.dumps(spec)],
             cwd=ROOT,
             env=env,
+            stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
         )
         for spec in specs
     ]
-    results = []
-    for p in procs:
-        out, err = p.communicate(timeout=60)
-        assert p.returncode == 0, err
-        results.append(json.loads(out))
-    return results
+    try:
+        for p in procs:
+            line = p.stdout.readline()  # blocks until that process has connected
+            assert line.strip() == "ready", p.stderr.read()
+        start = time.time() + 0.3
+        results = []
+        for p in procs:
+            p.stdin.write(json.dumps({"start_at": start}) + "\n")
+            p.stdin.flush()
+        for p in procs:
+            out, err = p.communicate(timeout=60)
+            assert p.returncode == 0, err
+            results.append(json.loads(out))
+        return start, results
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
 
 
 def _backend_spec(backend: str, tmp_path: Path) -> dict:
@@ -500,17 +515,15 @@ def _cleanup_redis(keys: list[str]) -> None:
 @pytest.mark.parametrize("backend", [pytest.param("redis", marks=pytest.mark.redis), "sqlite"])
 def test_four_processes_on_one_key_stay_within_limit_in_every_window(backend, tmp_path):
     key = f"mp-{uuid.uuid4().hex}:one"
-    start = time.time() + 2.0  # leave time for every interpreter to start and connect
     spec = {
         **_backend_spec(backend, tmp_path),
         "key": key,
         "requests": MP_LIMIT,
         "period": MP_PERIOD,
         "duration": MP_DURATION,
-        "start_at": start,
     }
     try:
-        results = _run_workers([spec] * MP_PROCS)
+        start, results = _run_workers([spec] * MP_PROCS)
     finally:
         if backend == "redis":
             _cleanup_redis([key])
@@ -531,17 +544,15 @@ def test_four_processes_on_one_key_stay_within_limit_in_every_window(backend, tm
 @pytest.mark.parametrize("backend", [pytest.param("redis", marks=pytest.mark.redis), "sqlite"])
 def test_two_keys_hammered_at_once_each_get_their_full_budget(backend, tmp_path):
     keys = [f"mp-{uuid.uuid4().hex}:a", f"mp-{uuid.uuid4().hex}:b"]
-    start = time.time() + 2.0
     base = {
         **_backend_spec(backend, tmp_path),
         "requests": MP_LIMIT,
         "period": MP_PERIOD,
         "duration": MP_DURATION,
-        "start_at": start,
     }
     specs = [{**base, "key": k} for k in keys for _ in range(MP_PROCS // 2)]
     try:
-        results = _run_workers(specs)
+        start, results = _run_workers(specs)
     finally:
         if backend == "redis":
             _cleanup_redis(keys)

@@ -20,7 +20,6 @@ import requests
 from werkzeug.serving import BaseWSGIServer, make_server
 from werkzeug.wrappers import Request, Response
 
-from sandbox.admin import AdminClient
 from sandbox.server import SandboxServer
 from sandbox.zoho import seed as zseed
 
@@ -34,27 +33,7 @@ EU_ORG = zseed.EU_ORG_ID
 IN_ORG = zseed.IN_ORG_ID
 
 
-@pytest.fixture(scope="session")
-def sandbox_server() -> Iterator[SandboxServer]:
-    server = SandboxServer(seed=False)
-    server.start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-def sandbox(sandbox_server: SandboxServer) -> SandboxServer:
-    state = sandbox_server.state
-    state.reset()
-    state.seed()
-    # Short retry spacing keeps webhook-retry tests fast; the back-off shape is unchanged.
-    state.deliverer.configure(base_delay=0.01, factor=2.0, timeout=2.0)
-    return sandbox_server
-
-
-@pytest.fixture
-def admin(sandbox: SandboxServer) -> AdminClient:
-    return AdminClient(sandbox.url)
+# ``sandbox_server``, ``sandbox`` and ``admin`` live in tests/conftest.py (shared by every suite).
 
 
 @pytest.fixture(scope="session")

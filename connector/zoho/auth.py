@@ -1,0 +1,232 @@
+"""Zoho Accounts: the consent URL, the code exchange at the user's own data centre, refresh, revoke.
+
+Facts this follows (zoho-books.md §1.2, §2):
+
+- The redirect names the user's data centre (``location``) and its ``accounts-server``; the code
+  is exchanged *there*, and the token response's ``api_domain`` + ``/books/v3`` is the API base.
+  Both hosts are allow-listed (``connector.hosts``) before a secret is sent to them.
+- A refresh token is issued only with ``access_type=offline``; each consent creates a new one and
+  a user keeps at most 20 per client (the 21st silently kills the oldest). So the connector asks
+  for consent only when a person authorizes, refreshes with the one it holds, and revokes the one
+  it replaces.
+- Token creation is throttled to 10 per 10 minutes per refresh token. The connector refreshes
+  roughly once an hour per credential (beat, ``CONNECTOR_REFRESH_MARGIN`` before expiry) and
+  caps itself at :data:`TOKEN_CREATION_LIMIT` per credential, so it never reaches Zoho's limit.
+"""
+
+from __future__ import annotations
+
+from urllib.parse import urlencode
+
+import requests
+
+from connector.api.base import ApiClient
+from connector.api.oauth import CredentialView, TokenGrant
+from connector.api.redaction import register_secret
+from connector.config import Settings
+from connector.errors import ConfigurationError, ConnectorError, RateLimitedError
+from connector.hosts import check_api_host
+from connector.ratelimit import Limit, Limiter
+from connector.zoho.errors import translate
+
+SYSTEM = "zoho"
+
+#: Explicit per-module scopes (no full-access scope): organizations, currencies and reporting
+#: tags (settings), vendors (contacts), bills and invoices to read, journals and the chart of
+#: accounts (accountants).
+SCOPES: tuple[str, ...] = (
+    "ZohoBooks.settings.READ",
+    "ZohoBooks.contacts.READ",
+    "ZohoBooks.contacts.CREATE",
+    "ZohoBooks.contacts.UPDATE",
+    "ZohoBooks.bills.READ",
+    "ZohoBooks.invoices.READ",
+    "ZohoBooks.accountants.READ",
+    "ZohoBooks.accountants.CREATE",
+    "ZohoBooks.accountants.UPDATE",
+)
+SCOPE = ",".join(SCOPES)
+
+#: Our own ceiling on access-token creation per credential: half of Zoho's 10 per 10 minutes,
+#: leaving room for clock skew between our limiter and Zoho's window.
+TOKEN_CREATION_LIMIT = Limit(5, 600.0)
+
+#: Data centres: location code -> (accounts server, API domain) (zoho-books.md §1.1).
+DATA_CENTRES: dict[str, tuple[str, str]] = {
+    "us": ("https://accounts.zoho.com", "https://www.zohoapis.com"),
+    "eu": ("https://accounts.zoho.eu", "https://www.zohoapis.eu"),
+    "in": ("https://accounts.zoho.in", "https://www.zohoapis.in"),
+    "au": ("https://accounts.zoho.com.au", "https://www.zohoapis.com.au"),
+    "jp": ("https://accounts.zoho.jp", "https://www.zohoapis.jp"),
+    "ca": ("https://accounts.zohocloud.ca", "https://www.zohoapis.ca"),
+    "cn": ("https://accounts.zoho.com.cn", "https://www.zohoapis.com.cn"),
+    "sa": ("https://accounts.zoho.sa", "https://www.zohoapis.sa"),
+}
+
+
+def client_credentials(
+    settings: Settings, client_id: str | None = None, client_secret: str | None = None
+) -> tuple[str, str]:
+    """The OAuth client to use: a per-connection self client if given, else the settings'."""
+    cid = client_id or settings.zoho_client_id
+    secret = client_secret or settings.zoho_client_secret
+    if not cid or not secret:
+        raise ConfigurationError(
+            "ZOHO_CLIENT_ID and ZOHO_CLIENT_SECRET are required (or pass --client-id and "
+            "--client-secret for a self client)"
+        )
+    register_secret(secret)
+    return cid, secret
+
+
+def authorization_url(settings: Settings, *, redirect_uri: str, state: str) -> str:
+    """Where to send the browser: offline access, our scopes, a forced consent, our state.
+
+    ``prompt=consent`` makes Zoho issue a refresh token even if the user already granted this
+    client once; without it a re-authorization would come back with no refresh token at all.
+    """
+    client_id, _ = client_credentials(settings)
+    accounts = check_api_host(settings.zoho_accounts_url, settings, SYSTEM)
+    query = urlencode(
+        {
+            "scope": SCOPE,
+            "client_id": client_id,
+            "response_type": "code",
+            "access_type": "offline",
+            "prompt": "consent",
+            "redirect_uri": redirect_uri,
+            "state": state,
+        }
+    )
+    return f"{accounts}/oauth/v2/auth?{query}"
+
+
+def _accounts_client(accounts_server: str, session: requests.Session | None) -> ApiClient:
+    return ApiClient(accounts_server, SYSTEM, translator=translate, session=session)
+
+
+def _grant(body: dict[str, object], settings: Settings, accounts_server: str) -> TokenGrant:
+    access = str(body.get("access_token") or "")
+    if not access:
+        raise ConnectorError("Zoho answered the token request without an access token")
+    register_secret(access)
+    refresh = str(body["refresh_token"]) if body.get("refresh_token") else None
+    register_secret(refresh)
+    api_domain = body.get("api_domain")
+    return TokenGrant(
+        access_token=access,
+        expires_in=float(str(body.get("expires_in") or 3600)),
+        refresh_token=refresh,
+        api_base_url=check_api_host(str(api_domain), settings, SYSTEM) if api_domain else None,
+        auth_base_url=accounts_server,
+    )
+
+
+def exchange_code(
+    settings: Settings,
+    *,
+    accounts_server: str,
+    code: str,
+    client_id: str,
+    client_secret: str,
+    redirect_uri: str | None = None,
+    location: str | None = None,
+    session: requests.Session | None = None,
+) -> TokenGrant:
+    """Exchange a grant code at the accounts server that issued it.
+
+    Raises:
+        UntrustedHostError: ``accounts_server`` or the returned ``api_domain`` is not allowed.
+        ReauthRequired: Zoho refused the code (``invalid_code``: used, expired or wrong DC).
+        ConnectorError: Zoho returned no refresh token or no ``api_domain``.
+    """
+    register_secret(code)
+    accounts_server = check_api_host(accounts_server, settings, SYSTEM)
+    form = {
+        "grant_type": "authorization_code",
+        "code": code,
+        "client_id": client_id,
+        "client_secret": client_secret,
+    }
+    if redirect_uri:
+        form["redirect_uri"] = redirect_uri
+    client = _accounts_client(accounts_server, session)
+    try:
+        body = client.request("POST", "/oauth/v2/token", data=form)
+    finally:
+        client.close()
+    grant = _grant(body or {}, settings, accounts_server)
+    if not grant.refresh_token:
+        raise ConnectorError(
+            "Zoho returned no refresh token: the consent must ask for access_type=offline "
+            "(self client: generate the code with offline access)"
+        )
+    if not grant.api_base_url:
+        raise ConnectorError("Zoho's token response has no api_domain")
+    if location:
+        return TokenGrant(**{**grant.__dict__, "region": location.lower()})
+    return grant
+
+
+def revoke(
+    settings: Settings, accounts_server: str, refresh_token: str, *, session: requests.Session | None = None
+) -> None:
+    """Revoke a refresh token (and with it its access tokens) so it stops counting toward 20."""
+    accounts_server = check_api_host(accounts_server, settings, SYSTEM)
+    client = _accounts_client(accounts_server, session)
+    try:
+        client.request("POST", "/oauth/v2/token/revoke", data={"token": refresh_token})
+    finally:
+        client.close()
+
+
+class ZohoRefresher:
+    """The refresh grant at the credential's own accounts server, within our creation ceiling."""
+
+    system = SYSTEM
+
+    def __init__(
+        self,
+        settings: Settings,
+        limiter: Limiter | None = None,
+        *,
+        limit: Limit = TOKEN_CREATION_LIMIT,
+        session: requests.Session | None = None,
+    ) -> None:
+        self.settings = settings
+        self.limiter = limiter
+        self.limit = limit
+        self.session = session
+
+    def refresh(self, credential: CredentialView) -> TokenGrant:
+        if not credential.refresh_token or not credential.auth_base_url:
+            raise ConnectorError(f"Zoho credential {credential.id} has no refresh token")
+        if self.limiter is not None:
+            decision = self.limiter.acquire(f"zoho:token:{credential.id}", self.limit)
+            if not decision.allowed:
+                raise RateLimitedError(
+                    f"Zoho access-token creation is capped at {self.limit} per credential "
+                    f"(Zoho blocks at 10 per 10 minutes); retry in {decision.wait:.0f}s",
+                    retry_after=decision.wait,
+                    system=SYSTEM,
+                )
+        client_id, client_secret = client_credentials(
+            self.settings, credential.client_id, credential.client_secret
+        )
+        accounts_server = check_api_host(credential.auth_base_url, self.settings, SYSTEM)
+        client = _accounts_client(accounts_server, self.session)
+        try:
+            body = client.request(
+                "POST",
+                "/oauth/v2/token",
+                data={
+                    "grant_type": "refresh_token",
+                    "refresh_token": credential.refresh_token,
+                    "client_id": client_id,
+                    "client_secret": client_secret,
+                },
+            )
+        finally:
+            client.close()
+        # Zoho's refresh answer carries no refresh token: the one we hold stays.
+        return _grant(body or {}, self.settings, accounts_server)
