@@ -61,3 +61,14 @@ def test_db_upgrade_and_key_rotation_on_embedded_default(tmp_path: Path) -> None
     with db.session() as s:
         assert Vault([new]).decrypt(s.query(Connection).one().webhook_secret_enc) == "whsec"
     db.dispose()
+
+
+def test_flower_refuses_to_start_open_in_production(tmp_path: Path) -> None:
+    env = {
+        "DATABASE_URL": "postgresql://postgres@127.0.0.1:5432/test",
+        "REDIS_URL": "redis://127.0.0.1:6379/15",
+        "CONNECTOR_SECRET_KEY": Fernet.generate_key().decode(),
+        "CONNECTOR_VAR_DIR": str(tmp_path),
+    }
+    out = connector("flower", env=env)
+    assert out.returncode == 2 and "FLOWER_BASIC_AUTH" in out.stderr and "Traceback" not in out.stderr
