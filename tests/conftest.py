@@ -7,8 +7,10 @@ a missing service fails the run: CI must never pass by skipping what it is meant
 
 from __future__ import annotations
 
+import atexit
 import os
 import secrets
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -21,7 +23,10 @@ import pytest
 import sqlalchemy as sa
 
 # Nothing a test does may touch the developer's ./var (embedded database, broker, key).
-os.environ.setdefault("CONNECTOR_VAR_DIR", tempfile.mkdtemp(prefix="connector-test-var-"))
+if "CONNECTOR_VAR_DIR" not in os.environ:
+    _TEST_VAR_DIR = tempfile.mkdtemp(prefix="connector-test-var-")
+    os.environ["CONNECTOR_VAR_DIR"] = _TEST_VAR_DIR
+    atexit.register(shutil.rmtree, _TEST_VAR_DIR, ignore_errors=True)
 
 ROOT = Path(__file__).resolve().parent.parent
 CI = os.environ.get("CI", "").lower() == "true"
