@@ -49,7 +49,6 @@ worker_cancel_long_running_tasks_on_connection_loss = True
 # messages within Heroku's 30 s grace period instead of waiting out the visibility timeout.
 worker_soft_shutdown_timeout = 20
 worker_send_task_events = True
-task_send_sent_event = True
 worker_hijack_root_logger = False
 
 task_default_queue = "default"
@@ -75,6 +74,12 @@ beat_schedule = {
         "task": "maintenance.sweep",
         "schedule": _settings.sweep_interval,
         "options": {"expires": _settings.sweep_interval},
+    },
+    # Keep every access token ahead of its expiry (docs/connections.md, "Staying connected").
+    "refresh-tokens": {
+        "task": "maintenance.refresh_tokens",
+        "schedule": _settings.refresh_interval,
+        "options": {"expires": _settings.refresh_interval},
     },
 }
 beat_schedule_filename = str((_settings.var_dir / "celerybeat-schedule").resolve())

@@ -37,6 +37,8 @@ _SECRET_FIELDS = frozenset(
         "concur_client_secret",
         "flower_basic_auth",
         "ops_basic_auth",
+        "alert_webhook_url",
+        "alert_smtp_password",
     }
 )
 
@@ -85,6 +87,21 @@ class Settings:
     refresh_interval: float = 60.0
     max_body_bytes: int = 1_048_576
     log_level: str = "INFO"
+    #: Alerts (docs/operations.md): where the digest goes and when a condition counts.
+    alert_webhook_url: str | None = field(default=None, repr=False)
+    alert_smtp_host: str | None = None
+    alert_smtp_port: int = 587
+    alert_smtp_user: str | None = None
+    alert_smtp_password: str | None = field(default=None, repr=False)
+    alert_smtp_from: str | None = None
+    alert_smtp_to: tuple[str, ...] = ()
+    alert_smtp_starttls: bool = True
+    #: Seconds between two digest runs (beat task ``maintenance.alerts``).
+    alert_interval: float = 300.0
+    #: A record waiting longer than this many seconds is raised in the alerts.
+    alert_waiting_age: int = 3600
+    #: An open problem that neither grew nor changed is repeated after this many seconds.
+    alert_remind_after: int = 86400
 
     # ------------------------------------------------------------------ construction
 
@@ -164,6 +181,21 @@ class Settings:
         flower_auth = get("FLOWER_BASIC_AUTH")
         if flower_auth and ":" not in flower_auth:
             problems.append("FLOWER_BASIC_AUTH must be user:password")
+        ops_auth = get("OPS_BASIC_AUTH")
+        if ops_auth and ":" not in ops_auth:
+            problems.append("OPS_BASIC_AUTH must be user:password")
+
+        alert_webhook = get("ALERT_WEBHOOK_URL")
+        if alert_webhook and not alert_webhook.startswith(("https://", "http://")):
+            problems.append("ALERT_WEBHOOK_URL must be an http(s):// URL")
+        smtp_host = get("ALERT_SMTP_HOST")
+        smtp_to = _split(get("ALERT_SMTP_TO"))
+        smtp_from = get("ALERT_SMTP_FROM")
+        if smtp_host and not (smtp_to and smtp_from):
+            problems.append("ALERT_SMTP_HOST needs ALERT_SMTP_FROM and ALERT_SMTP_TO (comma-separated)")
+        starttls_raw = (get("ALERT_SMTP_STARTTLS") or "true").lower()
+        if starttls_raw not in {"true", "false", "1", "0", "yes", "no"}:
+            problems.append(f"ALERT_SMTP_STARTTLS must be true or false, got {starttls_raw!r}")
 
         rate_settings = {
             "ZOHO_RATE_LIMIT": get("ZOHO_RATE_LIMIT") or "100/60s",
@@ -201,7 +233,7 @@ class Settings:
             concur_webhook_public_keys=key_paths,
             port=get_int("PORT", 5000),
             flower_basic_auth=flower_auth,
-            ops_basic_auth=get("OPS_BASIC_AUTH"),
+            ops_basic_auth=ops_auth,
             sandbox_url=(get("CONNECTOR_SANDBOX_URL") or "").rstrip("/") or None,
             public_url=(get("CONNECTOR_PUBLIC_URL") or "").rstrip("/") or None,
             zoho_rate_limit=rate_settings["ZOHO_RATE_LIMIT"],
@@ -216,6 +248,17 @@ class Settings:
             refresh_interval=float(get_int("CONNECTOR_REFRESH_INTERVAL", 60)),
             max_body_bytes=get_int("CONNECTOR_MAX_BODY_BYTES", 1_048_576),
             log_level=(get("LOG_LEVEL") or "INFO").upper(),
+            alert_webhook_url=alert_webhook,
+            alert_smtp_host=smtp_host,
+            alert_smtp_port=get_int("ALERT_SMTP_PORT", 587),
+            alert_smtp_user=get("ALERT_SMTP_USER"),
+            alert_smtp_password=get("ALERT_SMTP_PASSWORD"),
+            alert_smtp_from=smtp_from,
+            alert_smtp_to=smtp_to,
+            alert_smtp_starttls=starttls_raw in {"true", "1", "yes"},
+            alert_interval=float(get_int("ALERT_INTERVAL", 300)),
+            alert_waiting_age=get_int("ALERT_WAITING_AGE", 3600),
+            alert_remind_after=get_int("ALERT_REMIND_AFTER", 86400),
         )
         if settings.lease_seconds >= settings.visibility_timeout:
             problems.append(

@@ -216,3 +216,9 @@ class UnknownConnection(WebhookError):
     """Raised when a webhook names a connection or company we do not know."""
 
     status = 404
+
+
+class OAuthStateError(WebhookError):
+    """Raised when an OAuth ``state`` is forged, expired, already used or for another step."""
+
+    status = 400

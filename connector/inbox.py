@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import select
@@ -19,6 +20,16 @@ from sqlalchemy.orm import Session
 
 from connector.db import utcnow
 from connector.models import WebhookEvent, WebhookStatus
+
+
+@dataclass(frozen=True)
+class Stored:
+    """What a receiver needs to answer: the event id, whether it is new, and its status."""
+
+    event_id: int
+    created: bool
+    status: str
+
 
 #: Headers worth keeping with an event (for replay and support); never Authorization or cookies.
 KEPT_HEADERS = (
@@ -44,12 +55,17 @@ def store(
     headers: dict[str, str],
     connection_id: int | None,
     event_type: str | None,
-) -> tuple[WebhookEvent, bool]:
-    """Insert the event once per ``(source, dedupe_key)``; ``(event, created)``."""
+) -> Stored:
+    """Insert the event once per ``(source, dedupe_key)``.
+
+    One statement on the hot path: INSERT ... ON CONFLICT DO NOTHING RETURNING id. Only a
+    repeated delivery pays for a second query, to read the first one's status.
+    """
     kept = {k: v for k, v in ((k.lower(), v) for k, v in headers.items()) if k in KEPT_HEADERS}
+    key = dedupe_key[:255]
     values: dict[str, Any] = {
         "source": source,
-        "dedupe_key": dedupe_key[:255],
+        "dedupe_key": key,
         "body": body.decode("utf-8", errors="replace"),
         "headers": kept,
         "connection_id": connection_id,
@@ -64,12 +80,14 @@ def store(
         .on_conflict_do_nothing(index_elements=["source", "dedupe_key"])
         .returning(WebhookEvent.id)
     ).scalar_one_or_none()
-    event = session.execute(
-        select(WebhookEvent).where(
-            WebhookEvent.source == source, WebhookEvent.dedupe_key == values["dedupe_key"]
+    if new_id is not None:
+        return Stored(new_id, True, WebhookStatus.RECEIVED.value)
+    event_id, status = session.execute(
+        select(WebhookEvent.id, WebhookEvent.status).where(
+            WebhookEvent.source == source, WebhookEvent.dedupe_key == key
         )
-    ).scalar_one()
-    return event, new_id is not None
+    ).one()
+    return Stored(event_id, False, status)
 
 
 def mark(
@@ -94,15 +112,15 @@ def mark(
 def stale_events(
     session: Session, *, older_than: float, limit: int = 500
 ) -> Sequence[WebhookEvent]:
-    """Events stored but never processed (enqueue failed, or the message was lost)."""
+    """Events stored but not processed after ``older_than`` seconds (the enqueue failed, or
+    the message was lost); the sweeper relays them. Processing is idempotent, so relaying an
+    event whose message is merely slow costs one no-op task."""
     cutoff = utcnow() - dt.timedelta(seconds=older_than)
     return (
         session.execute(
             select(WebhookEvent)
             .where(
-                WebhookEvent.status.in_(
-                    [WebhookStatus.RECEIVED.value, WebhookStatus.ENQUEUED.value]
-                ),
+                WebhookEvent.status == WebhookStatus.RECEIVED.value,
                 WebhookEvent.received_at < cutoff,
             )
             .order_by(WebhookEvent.id)

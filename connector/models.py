@@ -282,3 +282,49 @@ class SyncCursor(Base):
     flow: Mapped[str] = mapped_column(String(16))
     cursor: Mapped[str | None] = mapped_column(String(255))
     updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class OAuthState(Base):
+    """One OAuth ``state`` (or organization-choice) nonce: signed, expiring and single-use."""
+
+    __tablename__ = "oauth_states"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    nonce: Mapped[str] = mapped_column(String(64), unique=True)
+    connection_id: Mapped[int] = mapped_column(
+        ForeignKey("connections.id", ondelete="CASCADE"), index=True
+    )
+    #: ``zoho_authorize`` (the redirect's ``state``) or ``zoho_organization`` (the choice form).
+    purpose: Mapped[str] = mapped_column(String(32))
+    #: Non-secret context for the next page (e.g. the organizations to choose from).
+    data: Mapped[dict[str, Any] | None] = mapped_column()
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[dt.datetime]
+    used_at: Mapped[dt.datetime | None]
+
+
+class Alert(Base):
+    """What the alert digest last said about one problem, so it notifies on news, not on repeats.
+
+    ``kind`` is ``needs_reauth`` (key: connection id), ``dead`` or ``waiting`` (key:
+    ``<connection id>:<flow>``). ``count`` is the size last notified; an open problem is
+    notified again only when it grows past that count or after the reminder period.
+    """
+
+    __tablename__ = "alerts"
+    __table_args__ = (UniqueConstraint("kind", "key"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(32))
+    key: Mapped[str] = mapped_column(String(128))
+    connection_id: Mapped[int | None] = mapped_column(
+        ForeignKey("connections.id", ondelete="CASCADE"), index=True
+    )
+    #: ``open`` while the condition holds, ``resolved`` once it cleared.
+    status: Mapped[str] = mapped_column(String(16), default="open")
+    count: Mapped[int] = mapped_column(Integer, default=0)
+    summary: Mapped[str | None] = mapped_column(Text)
+    first_seen_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    last_seen_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    notified_at: Mapped[dt.datetime | None]
+    resolved_at: Mapped[dt.datetime | None]

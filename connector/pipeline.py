@@ -21,6 +21,7 @@ from typing import Any
 from sqlalchemy import update
 
 from connector import backoff, flows, ledger
+from connector.connections import mark_needs_reauth_in
 from connector.db import Database, utcnow
 from connector.errors import (
     ApiError,
@@ -35,7 +36,7 @@ from connector.errors import (
     TokenExpiredError,
     ValidationFailed,
 )
-from connector.models import Connection, ConnectionStatus, RecordState, Step, SyncRecord
+from connector.models import RecordState, Step, SyncRecord
 
 log = logging.getLogger(__name__)
 S = RecordState
@@ -261,7 +262,9 @@ def _handle_error(
                 error_class=error_class,
                 task_id=task_id,
             )
-            _mark_connection_needs_reauth(session, live.connection_id, message)
+            _mark_connection_needs_reauth(
+                session, live.connection_id, message, getattr(exc, "system", None)
+            )
             return StepResult("done", record.id, state=S.NEEDS_REAUTH.value)
         if isinstance(exc, ValidationFailed | FatalError):
             ledger.transition(
@@ -334,20 +337,11 @@ def _handle_error(
         raise exc
 
 
-def _mark_connection_needs_reauth(session: Any, connection_id: int, reason: str) -> None:
-    connection = session.get(Connection, connection_id)
-    if connection is not None and connection.status != ConnectionStatus.NEEDS_REAUTH:
-        connection.status = ConnectionStatus.NEEDS_REAUTH.value
-        connection.status_reason = reason
-        ledger.audit(
-            session,
-            None,
-            connection_id=connection_id,
-            step="connection",
-            outcome="needs_reauth",
-            message=reason,
-        )
-        log.error("connection %s needs re-authorization: %s", connection_id, reason)
+def _mark_connection_needs_reauth(
+    session: Any, connection_id: int, reason: str, system: str | None = None
+) -> None:
+    # One alert per connection, however many records hit the dead credential.
+    mark_needs_reauth_in(session, connection_id, reason, system=system or None)
 
 
 def due_for_redrive(

@@ -181,10 +181,12 @@ class ConcurReport:
         """When the report finished approval.
 
         v3.0 has no approval timestamp; ``ProcessingPaymentDate`` is documented as "the date that
-        the report completed all approvals and was ready to be extracted for payment". An
-        ``approved_at`` handed in by the flow (the ESS ``statusChanged`` event time) wins.
+        the report completed all approvals and was ready to be extracted for payment", so it is
+        the answer. The ``approved_at`` the flow may hand in (the ESS ``statusChanged`` event
+        time) is only a fallback when Concur has not filled it: the webhook path and the poll
+        back-stop must compute the same journal date for the same report.
         """
-        when = self.approved_at or self.processing_payment_date
+        when = self.processing_payment_date or self.approved_at
         return when.date() if when else None
 
 
@@ -299,7 +301,9 @@ class ConcurEntrySchema(_Inbound):
     transaction_currency = fields.String(
         data_key="TransactionCurrencyCode", allow_none=True, load_default=None
     )
-    transaction_date = ConcurDateTime(data_key="TransactionDate", allow_none=True, load_default=None)
+    transaction_date = ConcurDateTime(
+        data_key="TransactionDate", allow_none=True, load_default=None
+    )
     is_personal = fields.Boolean(data_key="IsPersonal", allow_none=True, load_default=False)
     vendor = fields.String(data_key="VendorDescription", allow_none=True, load_default=None)
     description = fields.String(data_key="Description", allow_none=True, load_default=None)
@@ -352,12 +356,12 @@ def _items(pages: Iterable[Any] | Mapping[str, Any] | None) -> list[Mapping[str,
     """Flatten v3 pages (``{"Items": [...], "NextPage": ...}``) or plain item lists."""
     if pages is None:
         return []
-    if isinstance(pages, Mapping):
-        pages = [pages]
+    seq: Iterable[Any] = [pages] if isinstance(pages, Mapping) else pages
     out: list[Mapping[str, Any]] = []
-    for page in pages:
+    for page in seq:
         if isinstance(page, Mapping) and "Items" in page:
-            out.extend(page.get("Items") or [])
+            items: Iterable[Mapping[str, Any]] = page.get("Items") or []
+            out.extend(items)
         elif isinstance(page, Mapping):
             out.append(page)
         else:
@@ -418,6 +422,7 @@ def assemble_report(
 
     by_entry: dict[str, list[ConcurAllocation]] = {}
     for a in allocations.values():
+        a["is_hidden"] = bool(a["is_hidden"])
         by_entry.setdefault(a["entry_id"], []).append(ConcurAllocation(**a))
 
     business: list[ConcurEntry] = []
@@ -426,6 +431,7 @@ def assemble_report(
         if e["report_id"] != report["id"]:
             continue
         txn = e.pop("transaction_date")
+        e["is_personal"] = bool(e["is_personal"])
         entry = ConcurEntry(
             **e,
             transaction_date=txn.date() if txn else None,

@@ -16,9 +16,9 @@ strings (the OpenAPI examples sometimes show them as JSON numbers), so ids are k
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import date
 from decimal import Decimal
 from typing import Any, Literal
 
@@ -95,8 +95,8 @@ class ZohoDocument:
     number: str
     contact_id: str
     contact_name: str
-    date: date
-    due_date: date | None
+    date: dt.date
+    due_date: dt.date | None
     currency_code: str | None
     exchange_rate: Decimal
     line_items: tuple[ZohoLineItem, ...]
@@ -180,18 +180,22 @@ class ZohoId(fields.Field):
         return text
 
 
-class OptionalDate(fields.Date):
-    """A ``yyyy-mm-dd`` date where Zoho's blank ``""`` means "not set"."""
+class OptionalDate(fields.Field):
+    """A ``yyyy-mm-dd`` date where Zoho's blank ``""`` means "not set" (``None``)."""
+
+    default_error_messages = {"invalid": "Not a valid yyyy-mm-dd date."}
 
     def _deserialize(
         self, value: Any, attr: str | None, data: Mapping[str, Any] | None, **kwargs: Any
-    ) -> date | None:
-        if isinstance(value, str) and not value.strip():
-            if self.required:
-                raise self.make_error("invalid")
+    ) -> dt.date | None:
+        if isinstance(value, str) and not value.strip() and not self.required:
             return None
-        result: date = super()._deserialize(value, attr, data, **kwargs)
-        return result
+        if not isinstance(value, str) or len(value.strip()) != 10:
+            raise self.make_error("invalid")
+        try:
+            return dt.date.fromisoformat(value.strip())
+        except ValueError as exc:
+            raise self.make_error("invalid") from exc
 
 
 def _text(**kwargs: Any) -> fields.String:
@@ -428,7 +432,9 @@ def load_invoice(obj: Mapping[str, Any]) -> ZohoDocument:
     return _load("invoice", obj)
 
 
-def load_zoho_document(payload: Mapping[str, Any], kind: DocumentKind | None = None) -> ZohoDocument:
+def load_zoho_document(
+    payload: Mapping[str, Any], kind: DocumentKind | None = None
+) -> ZohoDocument:
     """Load a Zoho GET response (``{"code": 0, "bill": {...}}``) or a bare bill/invoice object.
 
     ``kind`` is inferred from the envelope key (``bill``/``invoice``) or, for a bare object, from

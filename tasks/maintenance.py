@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 
 from connector import inbox, pipeline
-from connector.models import WebhookStatus
 from tasks.base import ConnectorTask
 from tasks.celery import app
 from tasks.intake import enqueue_event
@@ -25,8 +24,21 @@ def sweep(self: ConnectorTask) -> int:
         events = [e.id for e in inbox.stale_events(session, older_than=self.lease_seconds)]
     for event_id in events:
         enqueue_event(event_id)
-        with self.db.session() as session:
-            inbox.mark(session, event_id, WebhookStatus.ENQUEUED, note="relayed by the sweeper")
     if due or events:
         log.info("sweeper re-drove %d record(s) and relayed %d event(s)", len(due), len(events))
     return len(due) + len(events)
+
+
+@app.task(base=ConnectorTask, bind=True, name="maintenance.refresh_tokens")
+def refresh_tokens(self: ConnectorTask) -> dict[str, object]:
+    """Refresh access tokens that expire within CONNECTOR_REFRESH_MARGIN (one at a time each)."""
+    from connector.config import get_settings
+    from connector.token_refresh import refresh_due
+
+    report = refresh_due(self.db, get_settings())
+    if report.refreshed or report.dead or report.deferred:
+        log.info(
+            "token refresh: %d refreshed, %d dead, %d deferred",
+            len(report.refreshed), len(report.dead), len(report.deferred),
+        )  # fmt: skip
+    return report.as_dict()

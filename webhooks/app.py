@@ -40,11 +40,12 @@ def create_app(
 
         app.config["ENQUEUE_EVENT"] = enqueue_event
 
-    from webhooks import concur, health, zoho
+    from webhooks import concur, health, oauth, zoho
 
     app.register_blueprint(health.bp)
     app.register_blueprint(zoho.bp)
     app.register_blueprint(concur.bp)
+    app.register_blueprint(oauth.bp)
     _register_error_handlers(app)
 
     @app.before_request

@@ -9,10 +9,11 @@ from typing import Any
 from flask import Blueprint, current_app, request
 from sqlalchemy import select
 
+from connector import inbox
 from connector.errors import MalformedWebhook, UnknownConnection
 from connector.models import Connection
 from webhooks import signatures
-from webhooks.receivers import accept
+from webhooks.receivers import respond
 
 bp = Blueprint("concur", __name__, url_prefix="/webhooks/concur")
 
@@ -49,13 +50,15 @@ def receive() -> Any:
         connection_id = session.execute(
             select(Connection.id).where(Connection.concur_company_id == company_id)
         ).scalar()
-    if connection_id is None:
-        raise UnknownConnection(f"no connection for Concur company {company_id}")
-    return accept(
-        source="concur",
-        dedupe_key=str(event["id"]),
-        body=raw,
-        headers=dict(request.headers),
-        connection_id=connection_id,
-        event_type=str(event["eventType"]),
-    )
+        if connection_id is None:
+            raise UnknownConnection(f"no connection for Concur company {company_id}")
+        stored = inbox.store(
+            session,
+            source="concur",
+            dedupe_key=str(event["id"]),
+            body=raw,
+            headers=dict(request.headers),
+            connection_id=connection_id,
+            event_type=str(event["eventType"]),
+        )
+    return respond(stored)

@@ -6,13 +6,14 @@ import json
 from typing import Any
 
 from flask import Blueprint, current_app, request
+from sqlalchemy import select
 
 from connector import inbox
 from connector.errors import MalformedWebhook, UnknownConnection, WebhookSignatureError
 from connector.models import Connection
 from connector.vault import Vault
 from webhooks import signatures
-from webhooks.receivers import accept
+from webhooks.receivers import respond
 
 bp = Blueprint("zoho", __name__, url_prefix="/webhooks/zoho")
 
@@ -25,11 +26,20 @@ def receive(connection_id: int) -> Any:
     raw = request.get_data(cache=True)
     settings = current_app.config["CONNECTOR_SETTINGS"]
     db = current_app.config["CONNECTOR_DB"]
+    # One transaction: look up the secret, verify, store. Nothing is written unless the request
+    # authenticates and parses (an exception rolls the transaction back).
     with db.session() as session:
-        connection = session.get(Connection, connection_id)
-        if connection is None:
-            raise UnknownConnection(f"no connection {connection_id}")
-        secret_enc = connection.webhook_secret_enc
+        stored = _verify_and_store(session, settings, connection_id, raw)
+    return respond(stored)
+
+
+def _verify_and_store(session: Any, settings: Any, connection_id: int, raw: bytes) -> inbox.Stored:
+    secret_enc = session.execute(
+        select(Connection.webhook_secret_enc).where(Connection.id == connection_id)
+    ).one_or_none()
+    if secret_enc is None:
+        raise UnknownConnection(f"no connection {connection_id}")
+    secret_enc = secret_enc[0]
     if not secret_enc:
         raise WebhookSignatureError(
             f"connection {connection_id} has no webhook secret yet; run "
@@ -57,7 +67,8 @@ def receive(connection_id: int) -> Any:
         if record_id and version
         else f"{connection_id}:sha256:{inbox.body_hash(raw)}"
     )
-    return accept(
+    return inbox.store(
+        session,
         source="zoho",
         dedupe_key=dedupe,
         body=json.dumps(payload).encode(),

@@ -371,3 +371,22 @@ class RefreshingAuth:
     def credential_dead(self, reason: str) -> None:
         """Called by the client when a 401 survived the forced refresh."""
         self.manager.mark_dead(reason)
+
+
+class StaticToken:
+    """``AuthProvider`` for a token that cannot be refreshed here (an app token, a token being
+    checked before it is stored): a 401 is final."""
+
+    def __init__(self, token: str, scheme: str = "Bearer") -> None:
+        register_secret(token)
+        self._token = token
+        self.scheme = scheme
+
+    def __repr__(self) -> str:
+        return f"StaticToken(<hidden>, scheme={self.scheme!r})"
+
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"{self.scheme} {self._token}"}
+
+    def on_unauthorized(self) -> bool:
+        return False

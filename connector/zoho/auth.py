@@ -230,3 +230,18 @@ class ZohoRefresher:
             client.close()
         # Zoho's refresh answer carries no refresh token: the one we hold stays.
         return _grant(body or {}, self.settings, accounts_server)
+
+
+def location_of(accounts_server: str) -> str | None:
+    """The data-centre code of an accounts server (``https://accounts.zoho.eu`` -> ``eu``).
+
+    The sandbox lays data centres out as ``{base}/zoho/<dc>/accounts``; that shape is read too.
+    """
+    base = accounts_server.rstrip("/")
+    for dc, (accounts, _api) in DATA_CENTRES.items():
+        if base == accounts:
+            return dc
+    parts = base.split("/")
+    if len(parts) >= 3 and parts[-1] == "accounts" and parts[-2] in DATA_CENTRES:
+        return parts[-2]
+    return None

@@ -16,7 +16,7 @@ def stored(db: Database, source: str, kind: str, payload: dict[str, Any]) -> int
         conn = Connection(name=f"intake-{kind}")
         s.add(conn)
         s.flush()
-        event, _ = inbox.store(
+        stored = inbox.store(
             s,
             source=source,
             dedupe_key=f"k-{kind}",
@@ -25,8 +25,9 @@ def stored(db: Database, source: str, kind: str, payload: dict[str, Any]) -> int
             connection_id=conn.id,
             event_type=kind,
         )
-        assert "authorization" not in event.headers
-        return event.id
+        assert stored.created and stored.status == "received"
+        assert "authorization" not in s.get(WebhookEvent, stored.event_id).headers
+        return stored.event_id
 
 
 def test_unhandled_event_is_kept_and_marked_ignored(db: Database) -> None:

@@ -54,12 +54,16 @@ def test_signed_json_is_stored_enqueued_and_deduplicated(app_and_calls: Any, db:
     headers = {"X-Zoho-Webhook-Signature": sign([], body), "Content-Type": "application/json"}
     first = client.post(f"/webhooks/zoho/{cid}", data=body, headers=headers)
     assert first.status_code == 202, first.json
+    event_id = first.json["event_id"]
     again = client.post(f"/webhooks/zoho/{cid}", data=body, headers=headers)
-    assert again.status_code == 200 and again.json["status"] == "duplicate"
-    assert calls == [first.json["event_id"]] and events(db) == 1
+    assert again.status_code == 200 and calls == [event_id, event_id] and events(db) == 1
+    with db.session() as s:
+        s.get(WebhookEvent, event_id).status = "processed"
+    third = client.post(f"/webhooks/zoho/{cid}", data=body, headers=headers)
+    assert third.status_code == 200 and third.json["status"] == "duplicate" and len(calls) == 2
     with db.session() as s:
         event = s.get(WebhookEvent, first.json["event_id"])
-        assert event.event_type == "bill" and event.status == "enqueued"
+        assert event.event_type == "bill" and event.status == "processed"
         assert event.dedupe_key == f"{cid}:bill:4600000001:2026-11-28T10:00:00+0000"
         assert "x-zoho-webhook-signature" in event.headers and "authorization" not in event.headers
 

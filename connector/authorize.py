@@ -1,0 +1,316 @@
+"""Authorizing each side of a connection: Zoho (web flow, self client) and the Concur bootstrap.
+
+Each path ends the same way: the grant is stored encrypted in one commit (access and refresh
+token, API host, accounts host, region), an ``authorized`` audit row is written, and
+``connections.reauthorized`` resumes whatever was parked while the connection was dead. A Zoho
+refresh token that a new authorization replaces is revoked, so re-authorizing never leaves an
+orphan occupying one of the user's 20 refresh-token slots.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import select
+
+from connector import connections, ledger
+from connector.api.oauth import StaticToken, TokenGrant, apply_grant
+from connector.api.redaction import register_secret
+from connector.concur import auth as concur_auth
+from connector.config import Settings
+from connector.db import Database, utcnow
+from connector.errors import ConnectorError, ReauthRequired
+from connector.models import Connection, Credential
+from connector.vault import Vault
+from connector.zoho import auth as zoho_auth
+from connector.zoho.client import ZohoBooksClient
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Organization:
+    organization_id: str
+    name: str
+
+    def as_dict(self) -> dict[str, str]:
+        return {"organization_id": self.organization_id, "name": self.name}
+
+
+@dataclass(frozen=True)
+class Authorization:
+    """The outcome of authorizing one side.
+
+    ``organization_id`` is ``None`` when the Zoho user sees several organizations and none is
+    chosen yet: the caller must ask (the web flow shows a choice page).
+    """
+
+    connection_id: int
+    system: str
+    organization_id: str | None = None
+    organizations: list[Organization] = field(default_factory=list)
+    resumed: list[tuple[int, str]] = field(default_factory=list)
+
+
+# --------------------------------------------------------------------------- storing
+
+
+def store_grant(
+    db: Database,
+    settings: Settings,
+    connection_id: int,
+    system: str,
+    grant: TokenGrant,
+    *,
+    principal: str | None = None,
+    client_id: str | None = None,
+    client_secret: str | None = None,
+) -> None:
+    """Store a fresh authorization for one side (replacing any previous one) in one commit.
+
+    ``client_id``/``client_secret`` are kept only for a Zoho self client; an authorization made
+    with the configured client clears them.
+    """
+    vault = Vault(settings.secret_keys)
+    now = utcnow()
+    replaced: tuple[str, str] | None = None
+    with db.session() as session:
+        connections.get(session, connection_id)
+        row = connections.credential(session, connection_id, system)
+        if row is None:
+            row = Credential(connection_id=connection_id, system=system)
+            session.add(row)
+        elif row.refresh_token_enc and row.auth_base_url:
+            old = vault.decrypt(row.refresh_token_enc)
+            register_secret(old)
+            if old != grant.refresh_token:
+                replaced = (row.auth_base_url, old)
+        # A new authorization starts a new refresh token: no stale expiry or issue time.
+        row.refresh_token_enc = None
+        row.refresh_expires_at = None
+        apply_grant(row, grant, vault, now)
+        row.client_id = client_id
+        row.client_secret_enc = vault.encrypt(client_secret) if client_secret else None
+        if principal is not None:
+            row.principal = principal
+    if system == connections.ZOHO and replaced is not None:
+        _revoke_quietly(settings, *replaced)
+
+
+def _revoke_quietly(settings: Settings, accounts_server: str, refresh_token: str) -> None:
+    try:
+        zoho_auth.revoke(settings, accounts_server, refresh_token)
+        log.info("revoked the Zoho refresh token this authorization replaced")
+    except ConnectorError as exc:
+        # Already revoked (that is often why we are re-authorizing) or unreachable: harmless.
+        log.info("could not revoke the replaced Zoho refresh token: %s", exc)
+
+
+def _audit_authorized(db: Database, connection_id: int, message: str) -> None:
+    with db.session() as session:
+        ledger.audit(
+            session,
+            None,
+            connection_id=connection_id,
+            step="connection",
+            outcome="authorized",
+            message=message,
+        )
+    log.info("connection %s: %s", connection_id, message)
+
+
+# --------------------------------------------------------------------------- Zoho
+
+
+def zoho_organizations(settings: Settings, grant: TokenGrant) -> list[Organization]:
+    """The Books organizations the freshly authorized user can see."""
+    assert grant.api_base_url is not None
+    client = ZohoBooksClient(
+        grant.api_base_url, None, auth=StaticToken(grant.access_token, "Zoho-oauthtoken")
+    )
+    try:
+        return [
+            Organization(str(o["organization_id"]), str(o.get("name") or o["organization_id"]))
+            for o in client.organizations.list()
+        ]
+    finally:
+        client.close()
+
+
+def complete_zoho_web(
+    db: Database,
+    settings: Settings,
+    connection_id: int,
+    *,
+    code: str,
+    accounts_server: str,
+    location: str | None,
+    redirect_uri: str,
+) -> Authorization:
+    """The callback half of the web flow: exchange at the user's accounts server, store, list.
+
+    The organization is settled here only when there is no doubt: the user sees exactly one, or
+    the connection already uses one the user still sees (a re-authorization). Otherwise the
+    caller asks; the first organization is never picked silently.
+    """
+    client_id, client_secret = zoho_auth.client_credentials(settings)
+    grant = zoho_auth.exchange_code(
+        settings,
+        accounts_server=accounts_server,
+        code=code,
+        client_id=client_id,
+        client_secret=client_secret,
+        redirect_uri=redirect_uri,
+        location=location or zoho_auth.location_of(accounts_server),
+    )
+    store_grant(db, settings, connection_id, connections.ZOHO, grant)
+    organizations = zoho_organizations(settings, grant)
+    if not organizations:
+        raise ConnectorError("this Zoho user has no Zoho Books organization")
+    with db.session() as session:
+        current = connections.get(session, connection_id).zoho_organization_id
+    ids = [o.organization_id for o in organizations]
+    chosen = current if current in ids else ids[0] if len(ids) == 1 else None
+    if chosen is None:
+        return Authorization(connection_id, connections.ZOHO, None, organizations)
+    resumed = choose_zoho_organization(db, connection_id, chosen, organizations)
+    return Authorization(connection_id, connections.ZOHO, chosen, organizations, resumed)
+
+
+def _check_visible(organization_id: str, organizations: list[Organization]) -> Organization:
+    for org in organizations:
+        if org.organization_id == organization_id:
+            return org
+    visible = ", ".join(f"{o.organization_id} ({o.name})" for o in organizations) or "none"
+    raise ConnectorError(
+        f"Zoho organization {organization_id} is not visible to this user; visible: {visible}"
+    )
+
+
+def choose_zoho_organization(
+    db: Database,
+    connection_id: int,
+    organization_id: str,
+    organizations: list[Organization],
+) -> list[tuple[int, str]]:
+    """Settle the connection's organization (one the user can see); resume parked records."""
+    org = _check_visible(organization_id, organizations)
+    with db.session() as session:
+        connection = connections.get(session, connection_id)
+        connection.zoho_organization_id = organization_id
+        row = connections.credential(session, connection_id, connections.ZOHO)
+        if row is not None:
+            row.principal = org.name[:128]
+            region = row.region
+        else:
+            region = None
+    _audit_authorized(
+        db,
+        connection_id,
+        f"Zoho Books authorized for organization {organization_id} ({org.name}), "
+        f"data centre {region or '?'}",
+    )
+    return connections.reauthorized(db, connection_id)
+
+
+def connect_zoho_self_client(
+    db: Database,
+    settings: Settings,
+    connection_id: int,
+    *,
+    code: str,
+    organization_id: str,
+    accounts_server: str | None = None,
+    client_id: str | None = None,
+    client_secret: str | None = None,
+) -> Authorization:
+    """Authorize Zoho with a self-client grant code (servers without a browser).
+
+    The organization must be given and visible to the user; if it is not, the refresh token
+    just created is revoked again so it does not take one of the user's 20 slots.
+    """
+    with db.session() as session:
+        connections.get(session, connection_id)
+    cid, secret = zoho_auth.client_credentials(settings, client_id, client_secret)
+    accounts = accounts_server or settings.zoho_accounts_url
+    grant = zoho_auth.exchange_code(
+        settings,
+        accounts_server=accounts,
+        code=code,
+        client_id=cid,
+        client_secret=secret,
+        location=zoho_auth.location_of(accounts),
+    )
+    assert grant.refresh_token is not None and grant.auth_base_url is not None
+    try:
+        organizations = zoho_organizations(settings, grant)
+        _check_visible(organization_id, organizations)
+    except ConnectorError:
+        _revoke_quietly(settings, grant.auth_base_url, grant.refresh_token)
+        raise
+    store_grant(
+        db,
+        settings,
+        connection_id,
+        connections.ZOHO,
+        grant,
+        client_id=client_id,
+        client_secret=client_secret if client_id else None,
+    )
+    resumed = choose_zoho_organization(db, connection_id, organization_id, organizations)
+    return Authorization(connection_id, connections.ZOHO, organization_id, organizations, resumed)
+
+
+# --------------------------------------------------------------------------- Concur
+
+
+def connect_concur(
+    db: Database,
+    settings: Settings,
+    connection_id: int,
+    *,
+    company_id: str,
+    request_token: str,
+    auth_url: str | None = None,
+) -> Authorization:
+    """The Concur company bootstrap: request token -> tokens stored at the company's geolocation."""
+    register_secret(request_token)
+    company_id = company_id.strip()
+    with db.session() as session:
+        connections.get(session, connection_id)
+        other = session.execute(
+            select(Connection.id).where(
+                Connection.concur_company_id == company_id, Connection.id != connection_id
+            )
+        ).scalar_one_or_none()
+    if other is not None:
+        raise ConnectorError(
+            f"Concur company {company_id} is already used by connection {other}; Concur events "
+            "are routed by company, so a company belongs to one connection"
+        )
+    try:
+        grant = concur_auth.bootstrap(
+            settings, company_id=company_id, request_token=request_token, auth_url=auth_url
+        )
+    except ReauthRequired as exc:
+        raise ConnectorError(
+            f"Concur refused the company request token: {exc.context.get('vendor_message') or exc}"
+            " (request tokens are valid for 24 hours; generate a new one in Concur's Company "
+            "Request Token tool)"
+        ) from None
+    store_grant(db, settings, connection_id, connections.CONCUR, grant, principal=company_id)
+    with db.session() as session:
+        connections.get(session, connection_id).concur_company_id = company_id
+    _audit_authorized(
+        db,
+        connection_id,
+        f"SAP Concur authorized for company {company_id} at {grant.api_base_url}",
+    )
+    resumed = connections.reauthorized(db, connection_id)
+    return Authorization(connection_id, connections.CONCUR, resumed=resumed)
+
+
+def organizations_as_data(organizations: list[Organization]) -> list[dict[str, Any]]:
+    return [o.as_dict() for o in organizations]

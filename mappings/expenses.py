@@ -1,0 +1,856 @@
+"""Approved SAP Concur expense reports become balanced Zoho Books journals (issue #7, mapping layer).
+
+Pure functions only: the flow fetches the report (``mappings.concur_reports.assemble_report``) and
+the organization's chart of accounts, reporting tags and currencies (:class:`ZohoLookups`), picks
+an exchange rate, and calls :func:`map_report` then :func:`validate_journal`. Nothing here talks
+HTTP or touches the database, so every rule is testable with plain data.
+
+Rounding rule (also in ``docs/expenses-mapping.md``): each entry's approved amount is rounded to
+the currency's precision and split across its allocations with the largest-remainder method
+(``money.split``), so the allocation lines of an entry add up to that entry exactly; the credit
+of a payment type is the sum of that payment type's already-rounded debit lines. Debits equal
+credits by construction and the journal total equals the sum of the approved business entries.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import date
+from decimal import Decimal
+from functools import cached_property
+from typing import Any, Literal
+
+from marshmallow import RAISE, Schema, ValidationError, fields, validate, validates_schema
+
+from connector.errors import MappingError, ParkError, ValidationFailed
+from mappings import money
+from mappings.concur_reports import (
+    ConcurAllocation,
+    ConcurEntry,
+    ConcurReport,
+    canonical_field_name,
+)
+from mappings.journals import (
+    DESCRIPTION_MAX_LENGTH,
+    NOTES_MAX_LENGTH,
+    REFERENCE_MAX_LENGTH,
+    ZohoJournalSchema,
+    render_amount,
+    render_id,
+    to_wire_decimal,
+)
+
+__all__ = [
+    "CREDIT_ACCOUNT_TYPES",
+    "DEBIT_ACCOUNT_TYPES",
+    "JOURNAL_DATE_OPTIONS",
+    "CostCentreRule",
+    "ExpensesRules",
+    "ExpensesSectionSchema",
+    "NothingToPost",
+    "Problem",
+    "ZohoAccount",
+    "ZohoCurrency",
+    "ZohoLookups",
+    "ZohoTag",
+    "ZohoTagOption",
+    "map_report",
+    "parse_expenses_rules",
+    "report_version",
+    "stable_reference",
+    "validate_journal",
+]
+
+JournalDateRule = Literal["approval", "submit", "processing_payment", "paid"]
+JOURNAL_DATE_OPTIONS: tuple[str, ...] = ("approval", "submit", "processing_payment", "paid")
+STATUS_OPTIONS: tuple[str, ...] = ("published", "draft")
+
+#: Accounts an expense may be debited to (Zoho ``account_type`` values, incl. the IFRS ones).
+DEBIT_ACCOUNT_TYPES = frozenset(
+    {
+        "expense",
+        "other_expense",
+        "cost_of_goods_sold",
+        "manufacturing_expense",
+        "impairment_expense",
+        "depreciation_expense",
+        "employee_benefit_expense",
+        "lease_expense",
+        "finance_expense",
+        "tax_expense",
+    }
+)
+#: Accounts a payment type may be credited to: what the company owes the employee or the card
+#: issuer, or what it paid from. ``accounts_payable`` is left out on purpose: Zoho wants a
+#: vendor on every journal line that touches it, and an employee reimbursement has none.
+CREDIT_ACCOUNT_TYPES = frozenset(
+    {
+        "other_current_liability",
+        "credit_card",
+        "bank",
+        "cash",
+        "other_liability",
+        "long_term_liability",
+        "employee_benefit_liability",
+        "financial_liability",
+    }
+)
+
+#: Which dependency a combined ParkError is filed under: the first one to fix.
+_DEPENDENCY_ORDER = ("mapping", "account", "tag", "currency", "report")
+
+
+# =========================================================================== rules (the section)
+
+
+@dataclass(frozen=True)
+class CostCentreRule:
+    """Which allocation custom field holds the cost centre, and the Zoho tag it becomes."""
+
+    field: str  # canonical name (``Custom1``), see ``canonical_field_name``
+    tag: str  # Zoho reporting tag name, e.g. "Cost Center"
+    options: Mapping[str, str] = dataclasses.field(default_factory=dict)  # Concur -> Zoho name
+    match: Literal["code", "value"] = "code"  # read the list item's Code (CC-100) or Value
+
+    def option_name(self, concur_key: str) -> str:
+        """The Zoho option for a Concur value: the mapped name, or the same name when unlisted."""
+        return self.options.get(concur_key, concur_key)
+
+
+@dataclass(frozen=True)
+class ExpensesRules:
+    """The ``expenses:`` section of a connection's rules file, parsed."""
+
+    credit_accounts: Mapping[str, str]
+    accounts: Mapping[str, str] = field(default_factory=dict)
+    default_account: str | None = None
+    cost_centre: CostCentreRule | None = None
+    journal_date: JournalDateRule = "approval"
+    status: Literal["published", "draft"] = "published"
+
+    def account_for(self, expense_type_code: str) -> str | None:
+        """The Zoho account (name or id) for a Concur expense type, or ``None`` to wait."""
+        return self.accounts.get(expense_type_code) or self.default_account
+
+
+def _custom_field_name(value: str) -> None:
+    try:
+        canonical_field_name(value)
+    except ValueError as exc:
+        raise ValidationError(str(exc)) from exc
+
+
+_NAME = fields.String(validate=validate.Length(min=1))
+
+
+class CostCentreSchema(Schema):
+    """``expenses.cost_centre``."""
+
+    class Meta:
+        unknown = RAISE
+
+    field = fields.String(required=True, validate=_custom_field_name)
+    tag = fields.String(required=True, validate=validate.Length(min=1))
+    options = fields.Dict(keys=fields.String(), values=_NAME, load_default=dict)
+    match = fields.String(load_default="code", validate=validate.OneOf(["code", "value"]))
+
+
+class ExpensesSectionSchema(Schema):
+    """``expenses:`` in the rules file; ``unknown = RAISE`` so a misspelt key is reported, not
+    ignored. Loading collects every problem at once (marshmallow's error dict)."""
+
+    class Meta:
+        unknown = RAISE
+
+    accounts = fields.Dict(keys=fields.String(), values=_NAME, load_default=dict)
+    default_account = fields.String(
+        allow_none=True, load_default=None, validate=validate.Length(min=1)
+    )
+    credit_accounts = fields.Dict(
+        keys=fields.String(),
+        values=_NAME,
+        required=True,
+        validate=validate.Length(min=1, error="map at least one payment type to an account"),
+    )
+    cost_centre = fields.Nested(CostCentreSchema, allow_none=True, load_default=None)
+    journal_date = fields.String(
+        load_default="approval", validate=validate.OneOf(JOURNAL_DATE_OPTIONS)
+    )
+    status = fields.String(load_default="published", validate=validate.OneOf(STATUS_OPTIONS))
+
+    @validates_schema
+    def _some_account(self, data: dict[str, Any], **kwargs: Any) -> None:
+        if not data.get("accounts") and not data.get("default_account"):
+            raise ValidationError(
+                "set accounts (expense type -> account) or default_account", "accounts"
+            )
+
+
+def _flatten(messages: Any, prefix: str = "") -> list[str]:
+    """marshmallow's nested error dict as ``path: message`` lines."""
+    if isinstance(messages, Mapping):
+        out: list[str] = []
+        for key, value in messages.items():
+            path = prefix if key == "_schema" else (f"{prefix}.{key}" if prefix else str(key))
+            out.extend(_flatten(value, path))
+        return out
+    if isinstance(messages, list | tuple):
+        return [line for m in messages for line in _flatten(m, prefix)]
+    return [f"{prefix}: {messages}" if prefix else str(messages)]
+
+
+def parse_expenses_rules(section: Mapping[str, Any] | None) -> ExpensesRules:
+    """Validate and parse the ``expenses:`` section (the rules-file loader calls this).
+
+    Raises:
+        ValidationFailed: every problem at once; ``errors`` is marshmallow's dict and the message
+            lists them as ``expenses.<key>: <problem>`` lines.
+    """
+    try:
+        data = ExpensesSectionSchema().load(dict(section or {}))
+    except ValidationError as exc:
+        problems = _flatten(exc.messages, "expenses")
+        raise ValidationFailed(
+            f"expenses rules are invalid ({len(problems)} problem(s)): " + "; ".join(problems),
+            errors=exc.messages if isinstance(exc.messages, dict) else {"_schema": exc.messages},
+        ) from exc
+    cc = data.pop("cost_centre")
+    cost_centre = None
+    if cc is not None:
+        cost_centre = CostCentreRule(
+            field=canonical_field_name(cc["field"]),
+            tag=cc["tag"],
+            options=dict(cc["options"]),
+            match=cc["match"],
+        )
+    return ExpensesRules(cost_centre=cost_centre, **data)
+
+
+# =========================================================================== Zoho lookups
+
+
+@dataclass(frozen=True)
+class ZohoAccount:
+    """One row of ``GET /chartofaccounts``."""
+
+    account_id: str
+    account_name: str
+    account_type: str
+    is_active: bool = True
+
+
+@dataclass(frozen=True)
+class ZohoTagOption:
+    """One option of a reporting tag."""
+
+    option_id: str
+    option_name: str
+    is_active: bool = True
+
+
+@dataclass(frozen=True)
+class ZohoTag:
+    """A reporting tag with its options by exact name."""
+
+    tag_id: str
+    tag_name: str
+    options: Mapping[str, ZohoTagOption] = field(default_factory=dict)
+    is_active: bool = True
+    is_mandatory: bool = False
+
+
+@dataclass(frozen=True)
+class ZohoCurrency:
+    """An enabled currency of the organization (``GET /settings/currencies``)."""
+
+    currency_id: str
+    currency_code: str
+    precision: int = 2
+
+
+@dataclass(frozen=True)
+class ZohoLookups:
+    """What the mapping needs to know about the live organization; the flow fills it.
+
+    Pure data so tests build it directly. ``accounts`` is keyed by ``account_id``; rules name
+    accounts by exact ``account_name`` (an ``account_id`` also works).
+    """
+
+    accounts: Mapping[str, ZohoAccount]
+    tags: Mapping[str, ZohoTag]
+    currencies: Mapping[str, ZohoCurrency]
+    base_currency: str
+
+    @cached_property
+    def accounts_by_name(self) -> Mapping[str, tuple[ZohoAccount, ...]]:
+        """Accounts by exact name (a tuple, so a duplicated name is reported, not guessed)."""
+        out: dict[str, tuple[ZohoAccount, ...]] = {}
+        for acc in self.accounts.values():
+            out[acc.account_name] = (*out.get(acc.account_name, ()), acc)
+        return out
+
+    @classmethod
+    def from_api(
+        cls,
+        *,
+        accounts: Iterable[Mapping[str, Any]],
+        tags: Iterable[Mapping[str, Any]],
+        currencies: Iterable[Mapping[str, Any]],
+        base_currency: str | None = None,
+    ) -> ZohoLookups:
+        """Build from Zoho's list responses (``chartofaccounts``, reporting tags with their
+        ``options``, ``currencies``); the base currency is the one with ``is_base_currency``.
+
+        Tag options are read as ``option_id``/``option_name`` (the ``/reportingtags`` shape,
+        UNCONFIRMED for Books) or ``tag_option_id``/``tag_option_name`` (the transaction shape).
+
+        Raises:
+            ValueError: no base currency given or marked.
+        """
+        accs = {
+            str(a["account_id"]): ZohoAccount(
+                account_id=str(a["account_id"]),
+                account_name=str(a["account_name"]),
+                account_type=str(a.get("account_type") or ""),
+                is_active=bool(a.get("is_active", True)),
+            )
+            for a in accounts
+        }
+        tag_map: dict[str, ZohoTag] = {}
+        for t in tags:
+            options = {}
+            for o in t.get("options") or ():
+                oid = str(o.get("option_id") or o.get("tag_option_id") or "")
+                oname = str(o.get("option_name") or o.get("tag_option_name") or "")
+                options[oname] = ZohoTagOption(oid, oname, bool(o.get("is_active", True)))
+            tag_map[str(t["tag_name"])] = ZohoTag(
+                tag_id=str(t["tag_id"]),
+                tag_name=str(t["tag_name"]),
+                options=options,
+                is_active=bool(t.get("is_active", True)),
+                is_mandatory=bool(t.get("is_mandatory", False)),
+            )
+        ccys: dict[str, ZohoCurrency] = {}
+        for c in currencies:
+            code = str(c["currency_code"]).upper()
+            ccys[code] = ZohoCurrency(
+                currency_id=str(c["currency_id"]),
+                currency_code=code,
+                precision=int(c.get("price_precision", money.precision(code))),
+            )
+            if base_currency is None and c.get("is_base_currency"):
+                base_currency = code
+        if not base_currency:
+            raise ValueError("the organization's base currency is unknown")
+        return cls(
+            accounts=accs, tags=tag_map, currencies=ccys, base_currency=base_currency.upper()
+        )
+
+
+# =========================================================================== problems
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One missing dependency: what kind, which key, and the sentence the accountant reads."""
+
+    dependency: str
+    key: str
+    reason: str
+
+    def as_dict(self) -> dict[str, str]:
+        """Plain data for ``ParkError.context`` and the audit row."""
+        return {"dependency": self.dependency, "key": self.key, "reason": self.reason}
+
+
+class _Problems:
+    """Collects problems once each, in the order found, so one ParkError lists them all."""
+
+    def __init__(self) -> None:
+        self._items: dict[str, Problem] = {}
+
+    def add(self, dependency: str, key: str, reason: str) -> None:
+        self._items.setdefault(reason, Problem(dependency, key, reason))
+
+    def __bool__(self) -> bool:
+        return bool(self._items)
+
+    def raise_if_any(self) -> None:
+        if not self._items:
+            return
+        problems = list(self._items.values())
+        kinds = {p.dependency for p in problems}
+        lead = next(p for d in _DEPENDENCY_ORDER for p in problems if p.dependency == d)
+        if len(problems) == 1:
+            reason = problems[0].reason
+        else:
+            reason = f"{len(problems)} problems: " + "; ".join(p.reason for p in problems)
+        cls = MappingError if kinds == {"mapping"} else ParkError
+        exc = cls(reason, dependency=lead.dependency, key=lead.key)
+        exc.context["problems"] = [p.as_dict() for p in problems]
+        raise exc
+
+
+class NothingToPost(ValidationFailed):
+    """Raised when a report has no business amount to journalise (all personal, or all zero);
+    the flow records it as done without a target instead of parking or failing it."""
+
+
+# =========================================================================== mapping
+
+
+def stable_reference(report: ConcurReport) -> str:
+    """The journal's ``reference_number``: the Concur report id (brief §4), searchable in Zoho
+    with ``GET /journals?reference_number=`` after an ambiguous post.
+
+    Raises:
+        ValueError: the id is empty or longer than Zoho's reference field.
+    """
+    ref = report.id.strip()
+    if not ref or len(ref) > REFERENCE_MAX_LENGTH:
+        raise ValueError(f"Concur report id {report.id!r} cannot be a Zoho reference_number")
+    return ref
+
+
+def _plain(amount: Decimal) -> str:
+    """``100.00`` and ``100`` hash the same; never scientific notation."""
+    return format(amount.normalize(), "f") if amount else "0"
+
+
+def report_version(report: ConcurReport) -> str:
+    """The ledger ``source_version``: a hash of what the journal is made of and of the approval.
+
+    Hashed: report id and currency; ``SubmitDate`` and ``ProcessingPaymentDate`` (a report sent
+    back, resubmitted and re-approved gets new ones, hence a new version even if no amount
+    changed); and every entry (personal ones too) with its expense type, payment type, approved
+    amount, personal flag and allocations (percentage and custom fields). Not hashed: payment
+    status, ``PaidDate`` and ``LastModifiedDate``, which move when Concur pays the report; a
+    paid report must not look like a new version and post twice. Not hashed either: the
+    ``approved_at`` the flow may pass from an ESS event, which the poll back-stop would not have.
+    """
+
+    def stamp(value: Any) -> str | None:
+        return value.isoformat() if value is not None else None
+
+    def alloc(a: ConcurAllocation) -> list[Any]:
+        customs = {k: [v.code, v.value] for k, v in sorted(a.custom_fields.items())}
+        return [a.id, _plain(a.percentage), customs]
+
+    def entry(e: ConcurEntry) -> list[Any]:
+        allocs = [alloc(a) for a in sorted(e.allocations, key=lambda a: a.id)]
+        return [
+            e.id,
+            e.is_personal,
+            e.expense_type_code,
+            e.payment_type_code,
+            _plain(e.approved_amount),
+            allocs,
+        ]
+
+    entries = sorted((*report.entries, *report.personal_entries), key=lambda e: e.id)
+    content = [
+        "expenses/v1",
+        report.id,
+        report.currency.upper(),
+        stamp(report.submit_date),
+        stamp(report.processing_payment_date),
+        [entry(e) for e in entries],
+    ]
+    digest = hashlib.sha256(json.dumps(content, separators=(",", ":")).encode()).hexdigest()
+    return f"h1:{digest[:24]}"
+
+
+def _clip(text: str, limit: int) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+_DATE_LABEL = {
+    "approval": "approval date (ProcessingPaymentDate)",
+    "submit": "submit date (SubmitDate)",
+    "processing_payment": "processing-payment date (ProcessingPaymentDate)",
+    "paid": "paid date (PaidDate)",
+}
+
+
+def _journal_date(report: ConcurReport, rule: str) -> date | None:
+    if rule == "approval":
+        return report.approval_date
+    when = {
+        "submit": report.submit_date,
+        "processing_payment": report.processing_payment_date,
+        "paid": report.paid_date,
+    }[rule]
+    return when.date() if when else None
+
+
+class _Resolver:
+    """Looks accounts and tag options up, turning every miss into a Problem (never stopping)."""
+
+    def __init__(self, rules: ExpensesRules, lookups: ZohoLookups, problems: _Problems) -> None:
+        self.rules = rules
+        self.lookups = lookups
+        self.problems = problems
+
+    def account(self, ref: str, role: Literal["debit", "credit"]) -> ZohoAccount | None:
+        matches = self.lookups.accounts_by_name.get(ref, ())
+        if not matches and ref in self.lookups.accounts:
+            matches = (self.lookups.accounts[ref],)
+        if not matches:
+            self.problems.add("account", ref, f"account '{ref}' not found in chart of accounts")
+            return None
+        if len(matches) > 1:
+            self.problems.add(
+                "account", ref, f"account name '{ref}' matches {len(matches)} accounts; use its id"
+            )
+            return None
+        acc = matches[0]
+        if not acc.is_active:
+            self.problems.add("account", ref, f"account '{acc.account_name}' is inactive")
+            return None
+        if role == "debit" and acc.account_type not in DEBIT_ACCOUNT_TYPES:
+            self.problems.add(
+                "account",
+                ref,
+                f"account '{acc.account_name}' is of type '{acc.account_type}', "
+                "which cannot be debited for an expense",
+            )
+            return None
+        if role == "credit" and acc.account_type not in CREDIT_ACCOUNT_TYPES:
+            self.problems.add(
+                "account",
+                ref,
+                f"account '{acc.account_name}' is of type '{acc.account_type}', "
+                "which cannot be credited for an expense payment",
+            )
+            return None
+        return acc
+
+    def debit_account(self, entry: ConcurEntry) -> ZohoAccount | None:
+        ref = self.rules.account_for(entry.expense_type_code)
+        if ref is None:
+            self.problems.add(
+                "mapping",
+                entry.expense_type_code,
+                f"expense type '{entry.expense_type_code}' has no account mapping "
+                "and no default_account is set",
+            )
+            return None
+        return self.account(ref, "debit")
+
+    def credit_account(self, payment_type: str) -> ZohoAccount | None:
+        ref = self.rules.credit_accounts.get(payment_type)
+        if ref is None:
+            label = f"payment type '{payment_type}'" if payment_type else "an empty payment type"
+            self.problems.add(
+                "mapping", payment_type, f"{label} has no account mapping in credit_accounts"
+            )
+            return None
+        return self.account(ref, "credit")
+
+    def cost_centre_tags(self, entry: ConcurEntry, alloc: ConcurAllocation | None) -> list[Any]:
+        rule = self.rules.cost_centre
+        if rule is None:
+            return []
+        tag = self.lookups.tags.get(rule.tag)
+        if tag is None:
+            self.problems.add("tag", rule.tag, f"reporting tag '{rule.tag}' not found")
+            return []
+        if not tag.is_active:
+            self.problems.add("tag", rule.tag, f"reporting tag '{rule.tag}' is inactive")
+            return []
+        cf = alloc.custom(rule.field) if alloc is not None else None
+        concur_key = None
+        if cf is not None:
+            concur_key = (cf.code or cf.value) if rule.match == "code" else (cf.value or cf.code)
+        if not concur_key:
+            if tag.is_mandatory:
+                self.problems.add(
+                    "tag",
+                    f"{rule.tag}:{entry.id}",
+                    f"entry '{entry.id}' ({entry.expense_type_code}) has no {rule.field} value "
+                    f"for the mandatory reporting tag '{rule.tag}'",
+                )
+            return []
+        name = rule.option_name(concur_key)
+        option = tag.options.get(name)
+        shown = f"'{name}'" if name == concur_key else f"'{name}' (Concur '{concur_key}')"
+        if option is None:
+            self.problems.add(
+                "tag", f"{rule.tag}:{name}", f"tag option {shown} not found under '{rule.tag}'"
+            )
+            return []
+        if not option.is_active:
+            self.problems.add(
+                "tag", f"{rule.tag}:{name}", f"tag option {shown} under '{rule.tag}' is inactive"
+            )
+            return []
+        return [{"tag_id": render_id(tag.tag_id), "tag_option_id": render_id(option.option_id)}]
+
+
+def _weights(entry: ConcurEntry, problems: _Problems) -> list[Decimal]:
+    """Allocation percentages; they must cover the entry (100 %, give or take 0.01 point)."""
+    if not entry.allocations:
+        return [Decimal(100)]
+    weights = [a.percentage for a in entry.allocations]
+    total = sum(weights, Decimal(0))
+    if any(w < 0 for w in weights) or abs(total - 100) > Decimal("0.01"):
+        problems.add(
+            "report",
+            entry.id,
+            f"allocations of entry '{entry.id}' ({entry.expense_type_code}) add up to "
+            f"{_plain(total)}%, not 100%",
+        )
+        return []
+    return weights
+
+
+def _line(
+    account: ZohoAccount,
+    signed: Decimal,
+    side: Literal["debit", "credit"],
+    description: str,
+    places: int,
+    tags: list[Any] | None = None,
+) -> dict[str, Any] | None:
+    """A line with a positive amount; a negative one (a refund) goes to the other side."""
+    if signed == 0:
+        return None  # Zoho refuses zero lines; a 0.01 split three ways leaves two of them
+    if signed < 0:
+        side = "credit" if side == "debit" else "debit"
+    line: dict[str, Any] = {
+        "account_id": account.account_id,
+        "description": _clip(description, DESCRIPTION_MAX_LENGTH),
+        "amount": render_amount(abs(signed), places),
+        "debit_or_credit": side,
+    }
+    if tags:
+        line["tags"] = tags
+    return line
+
+
+def _entry_description(entry: ConcurEntry, share: Decimal | None) -> str:
+    parts = [entry.expense_type_name or entry.expense_type_code]
+    if entry.vendor:
+        parts.append(entry.vendor)
+    if entry.transaction_date:
+        parts.append(entry.transaction_date.isoformat())
+    text = " - ".join(parts)
+    if share is None:
+        return text
+    return f"{text} ({_plain(share.quantize(Decimal('0.01')))}%)"
+
+
+def map_report(
+    report: ConcurReport,
+    rules: ExpensesRules,
+    lookups: ZohoLookups,
+    *,
+    exchange_rate: Decimal | None,
+) -> dict[str, Any]:
+    """The ``POST /journals`` body for one approved report.
+
+    One debit line per (business entry, allocation) on the expense type's account with the
+    cost-centre tag option, one credit line per payment type on its mapped account. See the
+    module docstring for the rounding rule.
+
+    Args:
+        report: the assembled report (personal entries already set aside).
+        rules: the connection's ``expenses:`` rules.
+        lookups: the organization's accounts, tags and currencies.
+        exchange_rate: units of the base currency per unit of the report currency, used only
+            when the report currency is not the base currency. The flow takes it from Zoho
+            (``GET /settings/currencies/{id}/exchangerates`` effective on the journal date) and
+            records it and its source in the audit row.
+
+    Raises:
+        MappingError: only rules are missing (an expense or payment type without an account).
+        ParkError: anything else is missing or inconsistent; ``reason`` lists every problem and
+            ``context["problems"]`` has them as data.
+        NothingToPost: no business amount is left to journalise.
+    """
+    if not any(e.approved_amount for e in report.entries):
+        raise NothingToPost(
+            f"report '{report.id}' has no approved business amount to post "
+            f"({len(report.personal_entries)} personal entr(y/ies) excluded)"
+        )
+    problems = _Problems()
+    resolve = _Resolver(rules, lookups, problems)
+    code = report.currency.upper()
+
+    currency = lookups.currencies.get(code)
+    if currency is None:
+        problems.add("currency", code, f"currency '{code}' is not enabled in the organization")
+    places = currency.precision if currency else money.precision(code)
+    foreign = code != lookups.base_currency.upper()
+    if foreign and (exchange_rate is None or not exchange_rate.is_finite() or exchange_rate <= 0):
+        problems.add(
+            "currency",
+            f"{code}/{lookups.base_currency}",
+            f"no exchange rate from {code} to {lookups.base_currency} is available",
+        )
+
+    journal_date = _journal_date(report, rules.journal_date)
+    if journal_date is None:
+        problems.add(
+            "report",
+            f"journal_date:{rules.journal_date}",
+            f"report has no {_DATE_LABEL[rules.journal_date]} yet "
+            f"(journal_date: {rules.journal_date})",
+        )
+    if (
+        report.reported_approved_total is not None
+        and report.reported_approved_total != report.approved_total
+    ):
+        problems.add(
+            "report",
+            report.id,
+            f"Concur's TotalApprovedAmount {report.reported_approved_total} {code} does not "
+            f"match the approved entries' sum {report.approved_total} {code}",
+        )
+
+    debit_lines: list[dict[str, Any]] = []
+    credits: dict[str, Decimal] = {}  # payment type -> signed sum of its rounded debit lines
+    credit_names: dict[str, str] = {}
+    for entry in report.entries:
+        account = resolve.debit_account(entry)
+        credit_account = resolve.credit_account(entry.payment_type_code)
+        weights = _weights(entry, problems)
+        allocs: list[ConcurAllocation | None] = list(entry.allocations) or [None]
+        tags = [resolve.cost_centre_tags(entry, a) for a in allocs]
+        if not weights or account is None or credit_account is None:
+            continue
+        parts = money.split(entry.approved_amount, weights, code, places)
+        several = len(allocs) > 1
+        for alloc, part, tag in zip(allocs, parts, tags, strict=True):
+            share = alloc.percentage if (several and alloc is not None) else None
+            line = _line(account, part, "debit", _entry_description(entry, share), places, tag)
+            if line is not None:
+                debit_lines.append(line)
+        pt = entry.payment_type_code
+        credits[pt] = credits.get(pt, Decimal(0)) + sum(parts, Decimal(0))
+        credit_names.setdefault(pt, entry.payment_type_name or pt)
+    problems.raise_if_any()
+    if journal_date is None or currency is None:  # pragma: no cover - reported as problems
+        raise RuntimeError("journal date or currency missing without a problem")
+
+    credit_lines = []
+    for pt, amount in credits.items():
+        acc = resolve.credit_account(pt)
+        if acc is None:  # pragma: no cover - resolved above without a problem
+            raise RuntimeError(f"credit account for {pt!r} vanished")
+        label = credit_names[pt] if credit_names[pt] == pt else f"{credit_names[pt]} ({pt})"
+        text = f"{label} - {report.name}" if report.name else label
+        line = _line(acc, amount, "credit", text, places)
+        if line is not None:
+            credit_lines.append(line)
+    lines = debit_lines + credit_lines
+    if not lines:
+        raise NothingToPost(f"report '{report.id}' rounds to zero in {code}")
+
+    _check_invariants(lines, places, sum(credits.values(), Decimal(0)), report, code)
+
+    owner = report.owner_name or report.owner_login_id or "unknown owner"
+    if report.owner_name and report.owner_login_id:
+        owner = f"{report.owner_name} ({report.owner_login_id})"
+    notes = f"SAP Concur expense report '{report.name}' by {owner}; Concur report ID {report.id}"
+    body: dict[str, Any] = {
+        "journal_date": journal_date.isoformat(),
+        "reference_number": stable_reference(report),
+        "notes": _clip(notes, NOTES_MAX_LENGTH),
+        "journal_type": "both",
+        "currency_id": currency.currency_id,
+        "status": rules.status,
+        "line_items": lines,
+    }
+    if foreign and exchange_rate is not None:
+        body["exchange_rate"] = float(exchange_rate) if exchange_rate % 1 else int(exchange_rate)
+    return body
+
+
+def _check_invariants(
+    lines: list[dict[str, Any]], places: int, net: Decimal, report: ConcurReport, code: str
+) -> None:
+    """Debits equal credits and the total is the approved sum; a failure here is our bug."""
+    side = {"debit": Decimal(0), "credit": Decimal(0)}
+    for line in lines:
+        side[line["debit_or_credit"]] += to_wire_decimal(line["amount"])
+    debit, credit = side["debit"], side["credit"]
+    expected = sum(
+        (money.quantize(e.approved_amount, code, places) for e in report.entries), Decimal(0)
+    )
+    if debit != credit or net != expected:
+        raise RuntimeError(
+            f"unbalanced journal for report {report.id}: debits {debit}, credits {credit}, "
+            f"net {net}, approved {expected}"
+        )
+
+
+# =========================================================================== validation
+
+
+def validate_journal(body: Mapping[str, Any], *, currency_precision: int) -> None:
+    """Check a journal body before ``POST /journals``: everything Zoho would refuse that we can
+    see without asking it.
+
+    Schema (``ZohoJournalSchema``, strict types and known keys only), then business rules:
+    ``reference_number`` present (the stable reference), ``journal_date`` a real date, every
+    amount > 0 with at most ``currency_precision`` decimals, at least one debit and one credit,
+    debits equal to credits to the last unit, and a positive ``exchange_rate`` when given.
+
+    Raises:
+        ValidationFailed: every problem at once; ``errors`` holds marshmallow's dict plus
+            ``_rules`` for the business rules.
+    """
+    errors: dict[str, Any] = dict(ZohoJournalSchema().validate(dict(body)))
+    rules: list[str] = []
+    if not body.get("reference_number"):
+        rules.append("reference_number is required: it is how a retry finds this journal")
+    raw_date = body.get("journal_date")
+    if isinstance(raw_date, str) and "journal_date" not in errors:
+        try:
+            date.fromisoformat(raw_date)
+        except ValueError:
+            rules.append(f"journal_date {raw_date!r} is not a calendar date")
+    rate = body.get("exchange_rate")
+    if rate is not None and "exchange_rate" not in errors and to_wire_decimal(rate) <= 0:
+        rules.append("exchange_rate must be greater than zero")
+
+    quantum = Decimal(1).scaleb(-currency_precision)
+    totals = {"debit": Decimal(0), "credit": Decimal(0)}
+    lines = body.get("line_items")
+    for n, line in enumerate(lines if isinstance(lines, list) else []):
+        if not isinstance(line, Mapping):
+            continue
+        try:
+            amount = to_wire_decimal(line.get("amount"))
+        except ValueError:
+            continue  # the schema already reports it
+        if amount <= 0:
+            rules.append(f"line_items[{n}].amount must be greater than zero (is {amount})")
+        if amount != amount.quantize(quantum):
+            rules.append(
+                f"line_items[{n}].amount {amount} has more than {currency_precision} decimal(s)"
+            )
+        side = line.get("debit_or_credit")
+        if side in totals:
+            totals[side] += amount
+    if isinstance(lines, list) and lines:
+        if not totals["debit"] or not totals["credit"]:
+            rules.append("a journal needs at least one debit and one credit line")
+        elif totals["debit"] != totals["credit"]:
+            rules.append(
+                f"journal is not balanced: debits {totals['debit']} != credits {totals['credit']}"
+            )
+    if rules:
+        errors["_rules"] = rules
+    if errors:
+        problems = _flatten({k: v for k, v in errors.items() if k != "_rules"}) + rules
+        raise ValidationFailed(
+            f"journal is invalid ({len(problems)} problem(s)): " + "; ".join(problems),
+            errors=errors,
+        )

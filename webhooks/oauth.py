@@ -1,0 +1,193 @@
+"""The Zoho Books web authorization: start, callback, and the organization choice page.
+
+Thin views over ``connector.authorize`` and ``connector.oauth_state``: the ``state`` is signed,
+expires after 10 minutes and works once; the code is exchanged at the accounts server Zoho's
+redirect names (after the allow-list check); a user who sees several organizations is asked
+which one to use. Re-authorizing a connection resumes its parked records.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from flask import Blueprint, current_app, redirect, render_template_string, request
+from werkzeug.wrappers import Response
+
+from connector import authorize, oauth_state
+from connector.config import Settings
+from connector.db import Database
+from connector.errors import ApiError, ConnectorError, OAuthStateError, UntrustedHostError
+from connector.zoho import auth as zoho_auth
+
+log = logging.getLogger(__name__)
+
+bp = Blueprint("oauth", __name__, url_prefix="/oauth")
+
+PAGE = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>{{ title }}</title>
+<style>body{font-family:system-ui,sans-serif;max-width:40rem;margin:3rem auto;padding:0 1rem}
+label{display:block;margin:.5rem 0}button{margin-top:1rem;padding:.4rem 1rem}
+.error{color:#a00}</style></head><body>
+<h1>{{ title }}</h1>
+{% if error %}<p class="error">{{ error }}</p>{% endif %}
+{% if message %}<p>{{ message }}</p>{% endif %}
+{% if organizations %}
+<form method="post" action="{{ action }}">
+  <input type="hidden" name="state" value="{{ state }}">
+  <p>Your Zoho user can see several Books organizations. Which one does connection
+  <strong>{{ connection_id }}</strong> keep in lockstep with SAP Concur?</p>
+  {% for org in organizations %}
+  <label><input type="radio" name="organization_id" value="{{ org.organization_id }}" required>
+    {{ org.name }} <small>({{ org.organization_id }})</small></label>
+  {% endfor %}
+  <button type="submit">Use this organization</button>
+</form>
+{% endif %}
+</body></html>
+"""
+
+
+def _settings() -> Settings:
+    return current_app.config["CONNECTOR_SETTINGS"]  # type: ignore[no-any-return]
+
+
+def _db() -> Database:
+    return current_app.config["CONNECTOR_DB"]  # type: ignore[no-any-return]
+
+
+def _page(title: str, status: int = 200, **context: Any) -> tuple[str, int]:
+    return render_template_string(PAGE, title=title, **context), status
+
+
+def _failure(exc: ConnectorError) -> tuple[str, int]:
+    """An error page carrying the one line a person needs; never a stack trace."""
+    if isinstance(exc, OAuthStateError | UntrustedHostError):
+        status = 400
+    elif isinstance(exc, ApiError):
+        status = 502
+    else:
+        status = 400
+    message = exc.context.get("vendor_message") if isinstance(exc, ApiError) else None
+    log.warning("Zoho authorization failed: %s: %s", type(exc).__name__, exc)
+    return _page("Zoho Books authorization failed", status, error=message or str(exc))
+
+
+def _enqueue(resumed: list[tuple[int, str]]) -> None:
+    """Put resumed records back on the queues; the sweeper re-drives any this misses."""
+    if not resumed:
+        return
+    enqueue: Callable[[int, str], Any] | None = current_app.config.get("ENQUEUE_RECORD")
+    if enqueue is None:
+        from tasks.pipeline import enqueue as pipeline_enqueue
+
+        enqueue = pipeline_enqueue
+    for record_id, step in resumed:
+        try:
+            enqueue(record_id, step)
+        except Exception as exc:
+            log.warning(
+                "could not enqueue resumed record %s (%s); the sweeper will re-drive it",
+                record_id,
+                exc,
+            )
+
+
+def _redirect_uri() -> str:
+    base = _settings().public_url or request.host_url.rstrip("/")
+    return f"{base}/oauth/zoho/callback"
+
+
+@bp.get("/zoho/start")
+def zoho_start() -> Response | tuple[str, int]:
+    """Send the browser to Zoho's consent page with a fresh single-use state."""
+    raw = request.args.get("connection", "")
+    try:
+        from connector import connections
+
+        ref = connections.resolve(_db(), raw)
+        redirect_uri = _redirect_uri()
+        state = oauth_state.issue(
+            _db(), _settings(), ref.id, oauth_state.AUTHORIZE, data={"redirect_uri": redirect_uri}
+        )
+        url = zoho_auth.authorization_url(_settings(), redirect_uri=redirect_uri, state=state)
+    except ConnectorError as exc:
+        return _failure(exc)
+    return redirect(url, code=302)
+
+
+@bp.get("/zoho/callback")
+def zoho_callback() -> tuple[str, int]:
+    """Zoho's redirect: check the state, exchange the code where Zoho says, settle the org."""
+    args = request.args
+    try:
+        state = oauth_state.consume(_db(), _settings(), args.get("state"), oauth_state.AUTHORIZE)
+        if args.get("error"):
+            raise ConnectorError(f"Zoho did not grant access: {args['error']}")
+        code, accounts_server = args.get("code"), args.get("accounts-server")
+        if not code:
+            raise ConnectorError("Zoho's redirect carries no code")
+        result = authorize.complete_zoho_web(
+            _db(),
+            _settings(),
+            state.connection_id,
+            code=code,
+            # Without multi-DC the redirect may omit accounts-server: the start server issued it.
+            accounts_server=accounts_server or _settings().zoho_accounts_url,
+            location=args.get("location"),
+            redirect_uri=str(state.data.get("redirect_uri") or _redirect_uri()),
+        )
+    except ConnectorError as exc:
+        return _failure(exc)
+    if result.organization_id is None:
+        choice = oauth_state.issue(
+            _db(),
+            _settings(),
+            result.connection_id,
+            oauth_state.CHOOSE_ORGANIZATION,
+            data={"organizations": authorize.organizations_as_data(result.organizations)},
+        )
+        return _page(
+            "Choose the Zoho Books organization",
+            organizations=result.organizations,
+            state=choice,
+            action="/oauth/zoho/organization",
+            connection_id=result.connection_id,
+        )
+    _enqueue(result.resumed)
+    return _connected(result.connection_id, result.organization_id, result.organizations)
+
+
+@bp.post("/zoho/organization")
+def zoho_organization() -> tuple[str, int]:
+    """The choice page's answer."""
+    try:
+        state = oauth_state.consume(
+            _db(), _settings(), request.form.get("state"), oauth_state.CHOOSE_ORGANIZATION
+        )
+        organizations = [
+            authorize.Organization(str(o["organization_id"]), str(o["name"]))
+            for o in state.data.get("organizations") or []
+        ]
+        chosen = request.form.get("organization_id", "")
+        resumed = authorize.choose_zoho_organization(
+            _db(), state.connection_id, chosen, organizations
+        )
+    except ConnectorError as exc:
+        return _failure(exc)
+    _enqueue(resumed)
+    return _connected(state.connection_id, chosen, organizations)
+
+
+def _connected(
+    connection_id: int, organization_id: str, organizations: list[authorize.Organization]
+) -> tuple[str, int]:
+    name = next((o.name for o in organizations if o.organization_id == organization_id), "")
+    return _page(
+        "Zoho Books connected",
+        message=(
+            f"Connection {connection_id} now uses Zoho Books organization {name} "
+            f"({organization_id}). Check it with `connector ping {connection_id}`."
+        ),
+    )
