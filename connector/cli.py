@@ -154,6 +154,29 @@ def selftest(timeout: float) -> None:
     sys.exit(0 if report["state"] == "posted" else 1)
 
 
+# --------------------------------------------------------------------------- sync
+
+
+@main.command("sync")
+@click.argument("connection")
+@click.option("--flow", "flows", multiple=True, help="payables, expenses or vendors (default: all)")
+@friendly_errors
+def sync_now(connection: str, flows: tuple[str, ...]) -> None:
+    """Run the polling pass of each flow for a connection now and enqueue what it finds."""
+    from connector import sync
+    from connector.db import get_database
+    from tasks.pipeline import enqueue
+
+    settings = _settings()
+    db = get_database(settings.database_url)
+    connection_id = int(connection)
+    for flow in flows or tuple(sync.available()):
+        result = sync.run(db, settings, connection_id, flow)
+        for record_id, step in result.records:
+            enqueue(record_id, step)
+        click.echo(f"{flow}: {len(result.records)} record(s) enqueued. {result.summary}".strip())
+
+
 # --------------------------------------------------------------------------- flower
 
 
