@@ -81,5 +81,11 @@ beat_schedule = {
         "schedule": _settings.refresh_interval,
         "options": {"expires": _settings.refresh_interval},
     },
+    # The alert digest: needs_reauth, dead and long-waiting records (docs/operations.md).
+    "alerts": {
+        "task": "maintenance.alerts",
+        "schedule": _settings.alert_interval,
+        "options": {"expires": _settings.alert_interval},
+    },
 }
 beat_schedule_filename = str((_settings.var_dir / "celerybeat-schedule").resolve())

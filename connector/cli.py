@@ -332,5 +332,11 @@ def _supervise(procs: list[tuple[str, subprocess.Popen[bytes]]]) -> None:
     sys.exit(exit_code)
 
 
+# Connections, authorization, ping, webhook and ESS set-up, rules (connector/cli_connections.py).
+from connector.cli_connections import register as _register_connection_commands  # noqa: E402
+
+_register_connection_commands(main)
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()

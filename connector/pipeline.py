@@ -21,6 +21,7 @@ from typing import Any
 from sqlalchemy import update
 
 from connector import backoff, flows, ledger
+from connector.config import Settings, get_settings
 from connector.connections import mark_needs_reauth_in
 from connector.db import Database, utcnow
 from connector.errors import (
@@ -66,7 +67,9 @@ def run_step(
     owner: str,
     lease_seconds: float,
     task_id: str | None = None,
+    settings: Settings | None = None,
 ) -> StepResult:
+    ctx = flows.StepContext(db, settings or get_settings(), owner, task_id)
     with db.session() as session:
         record = ledger.claim(session, record_id, step, owner, lease_seconds=lease_seconds)
         if record is None:
@@ -82,7 +85,7 @@ def run_step(
         session.expunge(record)
     handler = flows.get(record.flow)
     try:
-        return _run(db, handler, record, step, owner=owner, task_id=task_id)
+        return _run(ctx, handler, record, step)
     except LeaseLost:
         log.warning("record %s: lease lost during %s; the new owner carries on", record_id, step)
         return StepResult("skip", record_id)
@@ -91,14 +94,10 @@ def run_step(
 
 
 def _run(
-    db: Database,
-    handler: flows.FlowHandler,
-    record: SyncRecord,
-    step: Step,
-    *,
-    owner: str,
-    task_id: str | None,
+    ctx: flows.StepContext, handler: flows.FlowHandler, record: SyncRecord, step: Step
 ) -> StepResult:
+    db, owner, task_id = ctx.db, ctx.owner, ctx.task_id
+
     def advance(to_state: RecordState, next_step: Step, **fields: Any) -> StepResult:
         with db.session() as session:
             live = session.get(SyncRecord, record.id)
@@ -118,14 +117,14 @@ def _run(
         return StepResult("next", record.id, next_step=next_step, state=to_state.value)
 
     if step is Step.FETCH:
-        return advance(S.FETCHED, Step.MAP, source_payload=handler.fetch(record))
+        return advance(S.FETCHED, Step.MAP, source_payload=handler.fetch(ctx, record))
     if step is Step.MAP:
-        return advance(S.MAPPED, Step.VALIDATE, mapped_payload=handler.map(record))
+        return advance(S.MAPPED, Step.VALIDATE, mapped_payload=handler.map(ctx, record))
     if step is Step.VALIDATE:
-        handler.validate(record)
+        handler.validate(ctx, record)
         return advance(S.VALIDATED, Step.POST)
     if step is Step.POST:
-        return _post(db, handler, record, owner=owner, task_id=task_id)
+        return _post(ctx, handler, record)
     if step is Step.AUDIT:
         with db.session() as session:
             live = session.get(SyncRecord, record.id)
@@ -144,9 +143,8 @@ def _run(
     raise ValueError(f"unknown step {step!r}")
 
 
-def _post(
-    db: Database, handler: flows.FlowHandler, record: SyncRecord, *, owner: str, task_id: str | None
-) -> StepResult:
+def _post(ctx: flows.StepContext, handler: flows.FlowHandler, record: SyncRecord) -> StepResult:
+    db, owner, task_id = ctx.db, ctx.owner, ctx.task_id
     may_have_landed = record.post_attempts > 0
     # 1. Commit "posting" before the POST, so a crash after the vendor accepted it leaves a trace.
     with db.session() as session:
@@ -167,10 +165,10 @@ def _post(
         )
         record.post_attempts = live.post_attempts
     # 2. Search before a second POST; 3. the POST itself, outside any transaction.
-    target_id = handler.find_existing(record) if may_have_landed else None
+    target_id = handler.find_existing(ctx, record) if may_have_landed else None
     adopted = target_id is not None
     if target_id is None:
-        target_id = handler.post(record)
+        target_id = handler.post(ctx, record)
     # 4. Commit "posted" with the target id.
     with db.session() as session:
         live = session.get(SyncRecord, record.id)

@@ -42,3 +42,14 @@ def refresh_tokens(self: ConnectorTask) -> dict[str, object]:
             len(report.refreshed), len(report.dead), len(report.deferred),
         )  # fmt: skip
     return report.as_dict()
+
+
+@app.task(base=ConnectorTask, bind=True, name="maintenance.alerts")
+def alerts(self: ConnectorTask) -> dict[str, object]:
+    """Send the alert digest (needs_reauth, dead, waiting too long) if anything is new or grew
+    (docs/operations.md, "Alerts")."""
+    from connector import alerts as alerting
+    from connector.config import get_settings
+
+    report = alerting.run(self.db, get_settings())
+    return {"items": report["items"], "delivered": report["delivered"]}

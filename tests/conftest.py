@@ -296,3 +296,57 @@ def admin(sandbox: Any) -> Any:
     from sandbox.admin import AdminClient
 
     return AdminClient(sandbox.url)
+
+
+# --------------------------------------------------------------------------- connections
+
+
+@pytest.fixture
+def sandbox_settings(sandbox: Any, db: Any, tmp_path: Path) -> Any:
+    """Settings of a connector in sandbox mode, on the test's database, limiter under tmp_path."""
+    from connector.config import Settings
+
+    (tmp_path / "var").mkdir(exist_ok=True)
+    return Settings(
+        database_url=db.url,
+        redis_url=None,
+        secret_keys=(TEST_SECRET_KEY,),
+        embedded=True,
+        var_dir=tmp_path / "var",
+        zoho_client_id="sandbox-zoho-client",
+        zoho_client_secret="sandbox-zoho-secret",
+        zoho_accounts_url=f"{sandbox.url}/zoho/us/accounts",
+        concur_client_id="sandbox-concur-client",
+        concur_client_secret="sandbox-concur-secret",
+        concur_auth_url=f"{sandbox.url}/concur/us2",
+        sandbox_url=sandbox.url,
+        public_url="http://127.0.0.1:5999",
+    )
+
+
+@pytest.fixture
+def connected(db: Any, sandbox_settings: Any, admin: Any) -> int:
+    """A connection with both sides authorized against the sandbox (Zoho self client, US org)."""
+    from connector import authorize, connections
+    from connector.zoho.auth import SCOPE
+    from sandbox.concur import config as concur_config
+    from sandbox.zoho import seed as zoho_seed
+
+    connection_id = connections.create(db, f"acme-{secrets.token_hex(3)}")
+    grant = admin.zoho_self_client_code(scope=SCOPE)
+    authorize.connect_zoho_self_client(
+        db,
+        sandbox_settings,
+        connection_id,
+        code=grant["code"],
+        organization_id=zoho_seed.MAIN_ORG_ID,
+        accounts_server=grant["accounts_server"],
+    )
+    authorize.connect_concur(
+        db,
+        sandbox_settings,
+        connection_id,
+        company_id=concur_config.SEED_US_COMPANY_ID,
+        request_token=concur_config.SEED_US_REQUEST_TOKEN,
+    )
+    return connection_id

@@ -8,9 +8,29 @@ the ledger. Flows are looked up by name so that task messages carry only a recor
 from __future__ import annotations
 
 import importlib
-from typing import Any, Protocol
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Protocol
 
 from connector.models import SyncRecord
+
+if TYPE_CHECKING:
+    from connector.config import Settings
+    from connector.db import Database
+
+
+@dataclass(frozen=True)
+class StepContext:
+    """What a step runs with: the database and settings of this process, and who runs it.
+
+    Handlers build their vendor clients from it (``connections.zoho_client(ctx.db, ctx.settings,
+    record.connection_id, on_response=audit.recorder(ctx.db, record_id=record.id, ...))``).
+    """
+
+    db: Database
+    settings: Settings
+    owner: str
+    task_id: str | None = None
+
 
 #: Built-in flows, imported on first use so a worker only loads what it runs.
 BUILTIN: dict[str, str] = {
@@ -31,23 +51,23 @@ class FlowHandler(Protocol):
         """Which Celery queue runs ``step`` (the one whose vendor the step calls)."""
         ...
 
-    def fetch(self, record: SyncRecord) -> dict[str, Any]:
+    def fetch(self, ctx: StepContext, record: SyncRecord) -> dict[str, Any]:
         """Re-read the source record (a webhook is only a hint) and return its payload."""
         ...
 
-    def map(self, record: SyncRecord) -> dict[str, Any]:
+    def map(self, ctx: StepContext, record: SyncRecord) -> dict[str, Any]:
         """Turn ``record.source_payload`` into the target payload."""
         ...
 
-    def validate(self, record: SyncRecord) -> None:
+    def validate(self, ctx: StepContext, record: SyncRecord) -> None:
         """Raise ``ParkError`` for a missing dependency, ``ValidationFailed`` for bad data."""
         ...
 
-    def find_existing(self, record: SyncRecord) -> str | None:
+    def find_existing(self, ctx: StepContext, record: SyncRecord) -> str | None:
         """Search the target by the record's stable reference; the target id if it is there."""
         ...
 
-    def post(self, record: SyncRecord) -> str:
+    def post(self, ctx: StepContext, record: SyncRecord) -> str:
         """Create the target object and return its id."""
         ...
 

@@ -17,6 +17,7 @@ from connector.errors import (
     RetryableError,
     ValidationFailed,
 )
+from connector.flows import StepContext
 from connector.models import SyncRecord
 
 
@@ -26,14 +27,14 @@ class SelfTestFlow:
     def queue_for(self, step: str) -> str:
         return "default"
 
-    def fetch(self, record: SyncRecord) -> dict[str, Any]:
+    def fetch(self, ctx: StepContext, record: SyncRecord) -> dict[str, Any]:
         return dict(record.source_payload or {}, fetched=True)
 
-    def map(self, record: SyncRecord) -> dict[str, Any]:
+    def map(self, ctx: StepContext, record: SyncRecord) -> dict[str, Any]:
         payload = record.source_payload or {}
         return {"reference": record.stable_ref or record.source_id, "echo": payload.get("echo")}
 
-    def validate(self, record: SyncRecord) -> None:
+    def validate(self, ctx: StepContext, record: SyncRecord) -> None:
         payload = record.source_payload or {}
         if record.attempts <= int(payload.get("park_times", 0)):
             raise ParkError(
@@ -44,11 +45,11 @@ class SelfTestFlow:
         if payload.get("invalid"):
             raise ValidationFailed("selftest payload is invalid", {"echo": ["must be set"]})
 
-    def find_existing(self, record: SyncRecord) -> str | None:
+    def find_existing(self, ctx: StepContext, record: SyncRecord) -> str | None:
         # The "target" is deterministic: a post that may have landed is found by its reference.
         return f"selftest-{record.id}" if (record.source_payload or {}).get("landed") else None
 
-    def post(self, record: SyncRecord) -> str:
+    def post(self, ctx: StepContext, record: SyncRecord) -> str:
         payload = record.source_payload or {}
         if record.attempts <= int(payload.get("transient_times", 0)):
             raise RetryableError(

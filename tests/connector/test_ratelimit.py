@@ -120,7 +120,7 @@ class _RedisAt:
         return self._limiter._eval(key, limit, 0, self.now_us)[3]
 
 
-@pytest.fixture(params=["memory", "sqlite", "redis"])
+@pytest.fixture(params=["memory", "sqlite", pytest.param("redis", marks=pytest.mark.redis)])
 def harness(request, tmp_path) -> Iterator[Harness]:
     if request.param == "memory":
         clock = FakeClock()
@@ -131,7 +131,6 @@ def harness(request, tmp_path) -> Iterator[Harness]:
         yield Harness(limiter, lambda t: setattr(clock, "now", t))
         limiter.close()
     else:
-        request.applymarker(pytest.mark.redis)
         client = request.getfixturevalue("redis_client")
         prefix = request.getfixturevalue("redis_prefix")
         wrapped = _RedisAt(RedisLimiter(client, prefix=prefix))

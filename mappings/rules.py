@@ -1,0 +1,31 @@
+"""Plugs each flow's own rules-section schema into the registry of ``connector.rules``.
+
+``connector`` holds the mechanism and placeholder schemas; the flows' schemas live here in
+``mappings`` (which may import ``connector``, never the reverse). Entry points that read or
+import rules (the CLI, the flows' tasks) call :func:`register_flow_sections` first.
+"""
+
+from __future__ import annotations
+
+from connector import rules
+
+_registered = False
+
+
+def register_flow_sections() -> None:
+    """Replace the placeholder sections by the flows' schemas (idempotent)."""
+    global _registered
+    if _registered:
+        return
+    from mappings.expenses import ExpensesSectionSchema
+    from mappings.payables import PayablesSectionSchema
+
+    rules.register_section("payables", PayablesSectionSchema, accounts=("expense_types.@",))
+    rules.register_section(
+        "expenses",
+        ExpensesSectionSchema,
+        accounts=("accounts.*", "default_account", "credit_accounts.*"),
+        tags=("cost_centre.tag",),
+        tag_options=(("cost_centre.options.*", "cost_centre.tag"),),
+    )
+    _registered = True

@@ -1,0 +1,165 @@
+"""``celery -A tasks dead ...``: records the ledger gave up on (state ``dead``).
+
+Registered through Celery's ``celery.commands`` entry point (pyproject.toml), the way Flower
+adds ``celery flower``. "Dead" means the ledger's ``dead`` state, not Celery's result backend:
+the broker never holds a dead letter here (Redis has no dead-letter queue), the database does.
+
+- ``celery -A tasks dead list [--connection C] [--flow F] [--since 2d] [--json]``
+- ``celery -A tasks dead retry ID... | --all [--flow F] [--connection C]``
+- ``celery -A tasks dead purge --older-than DAYS [--flow F] [--connection C] [--dry-run]``
+
+``retry`` is ``connector replay`` limited to dead records; both call ``connector.operations``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import getpass
+import json
+from typing import Any
+
+import click
+from celery.bin.base import CeleryCommand, handle_preload_options
+
+from connector.errors import ConnectorError
+
+
+def _db() -> Any:
+    from connector.db import get_database
+
+    return get_database()
+
+
+def _who() -> str:
+    try:
+        return f"celery dead retry ({getpass.getuser()})"
+    except Exception:
+        return "celery dead retry"
+
+
+def _fail(exc: ConnectorError) -> click.ClickException:
+    return click.ClickException(f"{type(exc).__name__}: {exc}")
+
+
+@click.group()
+@click.pass_context
+@handle_preload_options
+def dead(ctx: click.Context) -> None:
+    """Dead records (retries exhausted): list, retry, purge."""
+
+
+@dead.command("list", cls=CeleryCommand)
+@click.option("--connection", help="connection id or name")
+@click.option("--flow", help="payables, expenses, vendors, ...")
+@click.option("--since", help="died within this long (2h, 3d) or since an ISO date")
+@click.option("--limit", type=int, default=100, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="one JSON document")
+@click.pass_context
+def dead_list(
+    ctx: click.Context,
+    connection: str | None,
+    flow: str | None,
+    since: str | None,
+    limit: int,
+    as_json: bool,
+) -> None:
+    """List dead records, newest first."""
+    from connector import operations
+
+    try:
+        rows = operations.list_records(
+            _db(),
+            connection=connection,
+            flow=flow,
+            state="dead",
+            since=operations.parse_since(since) if since else None,
+            limit=limit,
+        )
+    except ConnectorError as exc:
+        raise _fail(exc) from exc
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    if not rows:
+        click.echo("no dead records")
+        return
+    click.echo(f"{'id':>8}  {'connection':16} {'flow':10} {'step':8} {'source':28} {'died':20} error")
+    for r in rows:
+        source = (r["source_ref"] or r["source_id"])[:28]
+        error = f"{r['last_error_code'] or '-'}: {(r['last_error_message'] or '')[:80]}"
+        click.echo(
+            f"{r['id']:>8}  {(r['connection'] or '')[:16]:16} {r['flow'][:10]:10} "
+            f"{r['step']:8} {source:28} {r['updated_at'] or '':20} {error}"
+        )
+    click.echo(f"{len(rows)} dead record(s); retry with: celery -A tasks dead retry ID... | --all")
+
+
+@dead.command("retry", cls=CeleryCommand)
+@click.argument("ids", nargs=-1, type=int)
+@click.option("--all", "all_", is_flag=True, help="every dead record (narrow with --flow)")
+@click.option("--flow")
+@click.option("--connection", help="connection id or name")
+@click.pass_context
+def dead_retry(
+    ctx: click.Context,
+    ids: tuple[int, ...],
+    all_: bool,
+    flow: str | None,
+    connection: str | None,
+) -> None:
+    """Restart dead records at the step that failed (a posted record is never re-posted)."""
+    from connector import operations
+    from tasks.pipeline import enqueue
+
+    if bool(ids) == all_:
+        raise click.UsageError("give record ids or --all (not both)")
+    try:
+        report = operations.replay(
+            _db(),
+            list(ids) or None,
+            state=None if ids else "dead",
+            flow=flow,
+            connection=connection,
+            requested_by=_who(),
+            enqueue=enqueue,
+            allowed_states={"dead"},
+        )
+    except ConnectorError as exc:
+        raise _fail(exc) from exc
+    for o in report.outcomes:
+        click.echo(f"{o.record_id:>8}  {o.action:8} {o.detail}")
+    click.echo(f"{len(report.queued)} record(s) re-queued")
+    if not report.queued and ids:
+        ctx.exit(1)
+
+
+@dead.command("purge", cls=CeleryCommand)
+@click.option("--older-than", "days", type=float, required=True, help="days since it died")
+@click.option("--flow")
+@click.option("--connection", help="connection id or name")
+@click.option("--dry-run", is_flag=True, help="show what would go, delete nothing")
+@click.pass_context
+def dead_purge(
+    ctx: click.Context,
+    days: float,
+    flow: str | None,
+    connection: str | None,
+    dry_run: bool,
+) -> None:
+    """Delete dead records older than DAYS; one summary audit row per record stays."""
+    from connector import operations
+
+    if days < 0:
+        raise click.BadParameter("must be zero or more", param_hint="--older-than")
+    try:
+        ids = operations.purge_dead(
+            _db(),
+            older_than=dt.timedelta(days=days),
+            flow=flow,
+            connection=connection,
+            dry_run=dry_run,
+        )
+    except ConnectorError as exc:
+        raise _fail(exc) from exc
+    verb = "would purge" if dry_run else "purged"
+    click.echo(f"{verb} {len(ids)} dead record(s)" + (f": {', '.join(map(str, ids))}" if ids else ""))
