@@ -389,7 +389,7 @@ def make_limiter(redis_url: str | None, sqlite_path: str | None) -> Limiter:
 #: Zoho Books: 100 requests per minute per organization.
 ZOHO_DEFAULT_LIMIT = Limit(100, 60.0)
 #: Concur publishes no single figure; a conservative default, overridden per path prefix.
-CONCUR_DEFAULT_LIMIT = Limit(100, 60.0)
+CONCUR_DEFAULT_LIMIT = Limit(600, 60.0)
 _CONCUR_DEFAULT_GROUP = "default"
 
 
