@@ -57,6 +57,7 @@ task_queues = tuple(Queue(name) for name in QUEUES)
 # rate_limit annotations below attach to names.
 task_routes = {f"pipeline.{queue}.{step}": {"queue": queue} for queue in QUEUES for step in STEPS}
 task_routes.update({"maintenance.*": {"queue": "default"}})
+task_routes.update({"vendors.*": {"queue": "default"}})
 
 _queue_limits = {
     "zoho": _settings.celery_zoho_rate_limit,
@@ -80,6 +81,27 @@ beat_schedule = {
         "task": "maintenance.refresh_tokens",
         "schedule": _settings.refresh_interval,
         "options": {"expires": _settings.refresh_interval},
+    },
+    # The expenses back-stop: approved Concur reports listed per connection (docs/expenses.md).
+    "poll-expenses": {
+        "task": "sync.poll_all",
+        "schedule": _settings.expenses_poll_interval,
+        "args": ("expenses",),
+        "options": {"expires": _settings.expenses_poll_interval},
+    },
+    # The payables back-stop: bills and invoices by last_modified_time (docs/payables.md).
+    "poll-payables": {
+        "task": "sync.poll_all",
+        "schedule": _settings.payables_poll_interval,
+        "args": ("payables",),
+        "options": {"expires": _settings.payables_poll_interval},
+    },
+    # Vendor reconciliation per connection, both ways (docs/vendors.md).
+    "reconcile-vendors": {
+        "task": "sync.poll_all",
+        "schedule": _settings.vendors_sync_interval,
+        "args": ("vendors",),
+        "options": {"expires": _settings.vendors_sync_interval},
     },
     # The alert digest: needs_reauth, dead and long-waiting records (docs/operations.md).
     "alerts": {

@@ -86,7 +86,10 @@ def _top_reasons(records: list[SyncRecord], n: int = 3) -> str:
         (r.last_error_code or "-", operations.normalize_message(r.last_error_message))
         for r in records
     )
-    parts = [f"{code} x{count}: {msg}" if msg else f"{code} x{count}" for (code, msg), count in reasons.most_common(n)]
+    parts = [
+        f"{code} x{count}: {msg}" if msg else f"{code} x{count}"
+        for (code, msg), count in reasons.most_common(n)
+    ]
     return "; ".join(parts)
 
 
@@ -215,7 +218,9 @@ def compute_digest(
             # Shrinking lowers the baseline, so fresh trouble after a partial fix is news again.
             row.count = min(previous, cond.count)
         if change:
-            items.append(DigestItem(cond.kind, cond.key, change, cond.count, previous, cond.summary))
+            items.append(
+                DigestItem(cond.kind, cond.key, change, cond.count, previous, cond.summary)
+            )
     for ident, row in rows.items():
         if ident not in seen and row.status == "open":
             if row.notified_at is None:  # cleared before anyone was told: nothing to say
@@ -244,7 +249,9 @@ def _resolved_text(row: Alert) -> str:
     return f"{head}: {what}"
 
 
-def mark_notified(session: Session, items: list[DigestItem], *, now: dt.datetime | None = None) -> None:
+def mark_notified(
+    session: Session, items: list[DigestItem], *, now: dt.datetime | None = None
+) -> None:
     now = now or utcnow()
     for item in items:
         row = session.execute(
@@ -259,7 +266,9 @@ def mark_notified(session: Session, items: list[DigestItem], *, now: dt.datetime
             row.count = item.count
 
 
-def render(items: list[DigestItem], *, now: dt.datetime, ops_url: str | None = None) -> tuple[str, str]:
+def render(
+    items: list[DigestItem], *, now: dt.datetime, ops_url: str | None = None
+) -> tuple[str, str]:
     """``(subject, text)`` of one digest; redacted."""
     counts = Counter(i.change for i in items)
     order = ("new", "grew", "reminder", "resolved")

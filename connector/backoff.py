@@ -13,6 +13,7 @@ from __future__ import annotations
 import datetime as dt
 import random
 from dataclasses import dataclass
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -41,3 +42,27 @@ WAITING = Backoff(base=60.0, cap=3600.0, jitter=False)
 WAITING_GIVE_UP = dt.timedelta(days=3)
 #: Give up on transient errors after this many tries of one step.
 MAX_TRANSIENT_ATTEMPTS = 10
+
+
+@dataclass(frozen=True)
+class Schedules:
+    """The two clocks as configured (``CONNECTOR_RETRY_*``, ``CONNECTOR_WAITING_*``)."""
+
+    transient: Backoff
+    waiting: Backoff
+    waiting_give_up: dt.timedelta
+
+
+DEFAULT_SCHEDULES = Schedules(TRANSIENT, WAITING, WAITING_GIVE_UP)
+
+
+def schedules(settings: Any) -> Schedules:
+    """The back-off schedules of ``settings`` (a ``connector.config.Settings``); the module
+    defaults when ``settings`` is ``None`` or predates these settings."""
+    if settings is None or not hasattr(settings, "retry_base"):
+        return DEFAULT_SCHEDULES
+    return Schedules(
+        transient=Backoff(base=settings.retry_base, cap=settings.retry_cap),
+        waiting=Backoff(base=settings.waiting_base, cap=settings.waiting_cap, jitter=False),
+        waiting_give_up=dt.timedelta(seconds=settings.waiting_give_up),
+    )

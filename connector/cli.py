@@ -337,6 +337,16 @@ from connector.cli_connections import register as _register_connection_commands 
 
 _register_connection_commands(main)
 
+# Operator commands: replay, records list/show (connector/commands/ops.py).
+from connector.commands.ops import register as _register_ops_commands  # noqa: E402
+
+_register_ops_commands(main)
+
+# Vendor master: vendors diff (connector/commands/vendors.py).
+from connector.commands import vendors as _vendors  # noqa: E402
+
+_vendors.register(main)
+
 
 if __name__ == "__main__":  # pragma: no cover
     main()

@@ -10,16 +10,41 @@ from __future__ import annotations
 import json
 import logging
 import sys
+from collections.abc import Callable
+from functools import wraps
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import click
 
-from connector.cli import _settings, friendly_errors
 from connector.config import Settings
 from connector.db import Database, get_database
 
 log = logging.getLogger(__name__)
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def friendly_errors(fn: F) -> F:
+    """``connector.cli.friendly_errors``, looked up when the command runs.
+
+    Imported lazily: ``connector.cli`` imports this module at its end, and under
+    ``python -m connector.cli`` a module-level import back would find it half-initialised.
+    """
+
+    @wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        from connector.cli import friendly_errors as cli_friendly_errors
+
+        return cli_friendly_errors(fn)(*args, **kwargs)
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _settings() -> Settings:
+    from connector.cli import _settings as cli_settings
+
+    return cli_settings()  # type: ignore[no-any-return]
 
 
 def _context() -> tuple[Settings, Database]:

@@ -43,6 +43,11 @@ _SECRET_FIELDS = frozenset(
 )
 
 
+#: Which ESS ``statusChanged`` starts the expenses flow: reaching ``A_APPR``, reaching ``P_PROC``,
+#: or either of them (docs/expenses.md, "Trigger").
+EXPENSES_TRIGGERS = ("approval", "payment", "either")
+
+
 def _split(value: str | None) -> tuple[str, ...]:
     return tuple(p.strip() for p in (value or "").split(",") if p.strip())
 
@@ -102,6 +107,24 @@ class Settings:
     alert_waiting_age: int = 3600
     #: An open problem that neither grew nor changed is repeated after this many seconds.
     alert_remind_after: int = 86400
+    #: Expenses flow (docs/expenses.md): seconds between two back-stop polls of approved reports,
+    #: which ESS ``statusChanged`` events start the flow, and how far back the first poll looks.
+    expenses_poll_interval: float = 300.0
+    expenses_approval_trigger: str = "either"
+    expenses_poll_lookback_days: int = 30
+    #: Seconds between two beat polling passes of the payables flow (the webhook back-stop).
+    payables_poll_interval: float = 300.0
+    #: Seconds between two beat vendor reconciliations per connection (docs/vendors.md).
+    vendors_sync_interval: float = 3600.0
+    #: Transient errors (429, 5xx, timeouts): broker retries from ``retry_base`` seconds,
+    #: doubling to ``retry_cap`` (docs/errors.md).
+    retry_base: float = 2.0
+    retry_cap: float = 300.0
+    #: Waiting records (missing vendor, account, currency): retried from ``waiting_base``
+    #: seconds doubling to ``waiting_cap``; ``dead`` after ``waiting_give_up`` seconds.
+    waiting_base: float = 60.0
+    waiting_cap: float = 3600.0
+    waiting_give_up: float = 259200.0
 
     # ------------------------------------------------------------------ construction
 
@@ -126,6 +149,20 @@ class Settings:
                 return default
             if number <= 0:
                 problems.append(f"{name} must be positive, got {number}")
+            return number
+
+        def get_float(name: str, default: float) -> float:
+            raw = get(name)
+            if raw is None:
+                return default
+            try:
+                number = float(raw)
+            except ValueError:
+                problems.append(f"{name} must be a number of seconds, got {raw!r}")
+                return default
+            if not number > 0:
+                problems.append(f"{name} must be positive, got {raw}")
+                return default
             return number
 
         var_dir = Path(get("CONNECTOR_VAR_DIR") or DEFAULT_VAR_DIR)
@@ -215,6 +252,13 @@ class Settings:
             except ValueError as exc:
                 problems.append(f"CONCUR_RATE_LIMITS: {exc}")
 
+        expenses_trigger = (get("EXPENSES_APPROVAL_TRIGGER") or "either").lower()
+        if expenses_trigger not in EXPENSES_TRIGGERS:
+            problems.append(
+                "EXPENSES_APPROVAL_TRIGGER must be one of "
+                f"{', '.join(EXPENSES_TRIGGERS)}, got {expenses_trigger!r}"
+            )
+
         settings = cls(
             database_url=database_url,
             redis_url=redis_url,
@@ -259,7 +303,22 @@ class Settings:
             alert_interval=float(get_int("ALERT_INTERVAL", 300)),
             alert_waiting_age=get_int("ALERT_WAITING_AGE", 3600),
             alert_remind_after=get_int("ALERT_REMIND_AFTER", 86400),
+            expenses_poll_interval=float(get_int("EXPENSES_POLL_INTERVAL", 300)),
+            expenses_approval_trigger=expenses_trigger,
+            expenses_poll_lookback_days=get_int("EXPENSES_POLL_LOOKBACK_DAYS", 30),
+            payables_poll_interval=get_float("PAYABLES_POLL_INTERVAL", 300.0),
+            vendors_sync_interval=float(get_int("VENDORS_SYNC_INTERVAL", 3600)),
+            retry_base=get_float("CONNECTOR_RETRY_BASE", 2.0),
+            retry_cap=get_float("CONNECTOR_RETRY_CAP", 300.0),
+            waiting_base=get_float("CONNECTOR_WAITING_BASE", 60.0),
+            waiting_cap=get_float("CONNECTOR_WAITING_CAP", 3600.0),
+            waiting_give_up=get_float("CONNECTOR_WAITING_GIVE_UP", 259200.0),
         )
+        if settings.retry_cap >= settings.visibility_timeout:
+            problems.append(
+                "CONNECTOR_RETRY_CAP must be shorter than CELERY_VISIBILITY_TIMEOUT: a longer "
+                "broker countdown is redelivered and run twice"
+            )
         if settings.lease_seconds >= settings.visibility_timeout:
             problems.append(
                 "CONNECTOR_LEASE_SECONDS must be shorter than CELERY_VISIBILITY_TIMEOUT, so the "

@@ -346,6 +346,8 @@ def _limiter(redis_url: str | None, sqlite_path: str) -> Limiter:
 
 def limiter(settings: Settings) -> Limiter:
     """The process's shared limiter (Redis, or SQLite in embedded mode)."""
+    if not settings.redis_url:
+        settings.limiter_sqlite_path.parent.mkdir(parents=True, exist_ok=True)
     return _limiter(settings.redis_url, str(settings.limiter_sqlite_path))
 
 

@@ -32,6 +32,7 @@ from sqlalchemy import Select, delete, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from connector import flows, ledger
+from connector.config import Settings
 from connector.db import Database, utcnow
 from connector.errors import ConnectorError, IllegalTransition, LeaseLost
 from connector.models import (
@@ -40,7 +41,6 @@ from connector.models import (
     ConnectionStatus,
     Credential,
     RecordState,
-    Step,
     SyncRecord,
 )
 
@@ -70,7 +70,9 @@ def resolve_connection(session: Session, ref: str | int) -> Connection:
     if text.isdigit():
         conn = session.get(Connection, int(text))
     if conn is None:
-        conn = session.execute(select(Connection).where(Connection.name == text)).scalar_one_or_none()
+        conn = session.execute(
+            select(Connection).where(Connection.name == text)
+        ).scalar_one_or_none()
     if conn is None:
         raise OperationError(f"no connection {text!r} (give its id or name)")
     return conn
@@ -178,7 +180,9 @@ def list_records(
     with db.session() as session:
         stmt = _query(session, connection=connection, flow=flow, states=states, since=since)
         records = (
-            session.execute(stmt.order_by(SyncRecord.updated_at.desc(), SyncRecord.id.desc()).limit(limit))
+            session.execute(
+                stmt.order_by(SyncRecord.updated_at.desc(), SyncRecord.id.desc()).limit(limit)
+            )
             .scalars()
             .all()
         )
@@ -287,6 +291,7 @@ def replay(
     verify: bool = False,
     allowed_states: Iterable[str] = REPLAYABLE_STATES,
     limit: int | None = None,
+    settings: Settings | None = None,
 ) -> ReplayReport:
     """Restart records at the step they stopped at; verify (never re-post) posted ones.
 
@@ -301,14 +306,18 @@ def replay(
     states = [state] if isinstance(state, str) else state
     report = ReplayReport()
     with db.session() as session:
-        stmt = _query(session, ids=ids or None, connection=connection, flow=flow, states=states, since=since)
+        stmt = _query(
+            session, ids=ids or None, connection=connection, flow=flow, states=states, since=since
+        )
         stmt = stmt.order_by(SyncRecord.id)
         if limit:
             stmt = stmt.limit(limit)
         selected = list(session.execute(stmt.with_only_columns(SyncRecord.id)).scalars())
     if ids:
         for missing in sorted(set(ids) - set(selected)):
-            report.outcomes.append(ReplayOutcome(missing, "skipped", "no such record (or filtered out)"))
+            report.outcomes.append(
+                ReplayOutcome(missing, "skipped", "no such record (or filtered out)")
+            )
 
     to_verify: list[int] = []
     to_enqueue: list[tuple[int, str]] = []
@@ -318,7 +327,9 @@ def replay(
             if record is None:  # purged meanwhile
                 report.outcomes.append(ReplayOutcome(record_id, "skipped", "no such record"))
                 continue
-            outcome = _resume_one(session, record, requested_by=requested_by, allowed=allowed, verify=verify)
+            outcome = _resume_one(
+                session, record, requested_by=requested_by, allowed=allowed, verify=verify
+            )
         if outcome is None:
             to_verify.append(record_id)
         else:
@@ -336,7 +347,9 @@ def replay(
                         f"; enqueue failed ({type(exc).__name__}), the sweeper will re-drive it"
                     )
     for record_id in to_verify:
-        report.outcomes.append(verify_posted(db, record_id, requested_by=requested_by))
+        report.outcomes.append(
+            verify_posted(db, record_id, requested_by=requested_by, settings=settings)
+        )
     report.outcomes.sort(key=lambda o: o.record_id)
     return report
 
@@ -356,7 +369,9 @@ def _resume_one(
         )
     if record.state not in allowed:
         if record.state in {s.value for s in REPLAYABLE_STATES}:
-            return ReplayOutcome(record.id, "skipped", f"state is {record.state}, not {'/'.join(sorted(allowed))}")
+            return ReplayOutcome(
+                record.id, "skipped", f"state is {record.state}, not {'/'.join(sorted(allowed))}"
+            )
         return ReplayOutcome(
             record.id,
             "skipped",
@@ -395,21 +410,33 @@ def _resume_one(
         .execution_options(synchronize_session=False)
     )
     return ReplayOutcome(
-        record.id, "queued", f"{from_state} -> {record.state}, restarting at {record.step}", record.step
+        record.id,
+        "queued",
+        f"{from_state} -> {record.state}, restarting at {record.step}",
+        record.step,
     )
 
 
-def verify_posted(db: Database, record_id: int, *, requested_by: str) -> ReplayOutcome:
+def verify_posted(
+    db: Database, record_id: int, *, requested_by: str, settings: Settings | None = None
+) -> ReplayOutcome:
     """Ask the target whether a posted record is still there; audit the answer; never post."""
     with db.session() as session:
         record = session.get(SyncRecord, record_id)
         if record is None:
             return ReplayOutcome(record_id, "skipped", "no such record")
         session.expunge(record)
+    if settings is None:
+        from connector.config import get_settings
+
+        settings = get_settings()
+    ctx = flows.StepContext(db, settings, f"verify:{requested_by}")
     try:
-        found = flows.get(record.flow).find_existing(record)
+        found = flows.get(record.flow).find_existing(ctx, record)
     except (ConnectorError, KeyError) as exc:
-        outcome = ReplayOutcome(record_id, "error", f"could not verify: {type(exc).__name__}: {exc}")
+        outcome = ReplayOutcome(
+            record_id, "error", f"could not verify: {type(exc).__name__}: {exc}"
+        )
     else:
         if found is None:
             outcome = ReplayOutcome(
@@ -460,9 +487,9 @@ def purge_dead(
     with db.session() as session:
         records = (
             session.execute(
-                _query(session, connection=connection, flow=flow, states=[S.DEAD], before=cutoff).order_by(
-                    SyncRecord.id
-                )
+                _query(
+                    session, connection=connection, flow=flow, states=[S.DEAD], before=cutoff
+                ).order_by(SyncRecord.id)
             )
             .scalars()
             .all()
@@ -496,7 +523,9 @@ def purge_dead(
             )
         session.flush()
         session.execute(
-            delete(SyncRecord).where(SyncRecord.id.in_(ids)).execution_options(synchronize_session=False)
+            delete(SyncRecord)
+            .where(SyncRecord.id.in_(ids))
+            .execution_options(synchronize_session=False)
         )
         # SQLite without enforced foreign keys would keep orphans; delete them explicitly.
         session.execute(
@@ -535,14 +564,18 @@ def connections_overview(db: Database) -> list[dict[str, Any]]:
         ]
 
 
-def counts_by_flow_state(db: Database, *, connection: str | int | None = None) -> dict[str, dict[str, int]]:
+def counts_by_flow_state(
+    db: Database, *, connection: str | int | None = None
+) -> dict[str, dict[str, int]]:
     """``{flow: {state: n}}`` for every flow with records."""
     with db.session() as session:
         stmt = select(SyncRecord.flow, SyncRecord.state, func.count()).group_by(
             SyncRecord.flow, SyncRecord.state
         )
         if connection is not None:
-            stmt = stmt.where(SyncRecord.connection_id == resolve_connection(session, connection).id)
+            stmt = stmt.where(
+                SyncRecord.connection_id == resolve_connection(session, connection).id
+            )
         out: dict[str, dict[str, int]] = defaultdict(dict)
         for flow_name, state, n in session.execute(stmt):
             out[flow_name][state] = n
@@ -552,7 +585,7 @@ def counts_by_flow_state(db: Database, *, connection: str | int | None = None) -
 # =========================================================================== problem groups
 
 _QUOTED = re.compile(r"(['\"`])(?:(?!\1).){0,200}\1")
-_HEXISH = re.compile(r"\b[0-9a-f]{8,}(?:-[0-9a-f]{4,})*\b", re.IGNORECASE)
+_HEXISH = re.compile(r"\b(?=[0-9a-f-]*[a-f])[0-9a-f]{8,}(?:-[0-9a-f]{4,})*\b", re.IGNORECASE)
 _NUMBER = re.compile(r"\d+(?:[.,:]\d+)*")
 
 
@@ -567,24 +600,32 @@ def normalize_message(message: str | None) -> str:
     return text[:200]
 
 
-_REAUTH = "Re-authorize the connection: `connector connect {system} --connection {name}` (or its button); its records resume after that."
+_REAUTH = (
+    "Re-authorize the connection: `connector connect {system} {name}`; "
+    "its parked records resume after that."
+)
 
 HINTS_BY_CODE: dict[str, str] = {
     "vendor": "Sync vendors or link it: the vendor reconciliation links vendors that match by "
     "name or code; link this one by hand if they differ, then replay.",
     "account": "Add (or re-activate) the account in Zoho Books, or map it in the connection's "
-    "rules file; then replay.",
+    "rules file (`connector mappings import`); then replay.",
     "tag": "Create or activate the reporting tag (cost centre) in Zoho Books, or fix the "
     "cost-centre rule in the rules file; then replay.",
     "currency": "Enable the currency in Zoho Books (Settings → Currencies), or correct it on the "
     "source record; then replay.",
-    "mapping": "Add the missing mapping to the connection's rules file; then replay.",
+    "mapping": "Add the missing mapping to the connection's rules file "
+    "(`connector mappings export/import`); then replay.",
     "report": "The Concur report lacks something the journal needs (see the message); fix it in "
     "Concur, then replay.",
     "quota": "Zoho's daily API quota is spent; these records resume by themselves after the reset.",
     "stuck": "A worker kept stopping on this step (time limit, crash, memory): check the worker "
     "log, then replay.",
     "selftest": "Selftest dependency: lift the fault in the payload, then replay.",
+    "not_editable": "The Concur payment request is past the stage where it can be changed: "
+    "update it in Concur by hand (the message says what changed); replaying will not help.",
+    "rejected": "The target refused the vendor (see the message): fix the vendor in the source "
+    "system, then replay.",
 }
 
 HINTS_BY_CLASS: dict[str, str] = {
@@ -729,7 +770,9 @@ def _last_error_classes(session: Session, states: list[str]) -> dict[int, str]:
         .subquery()
     )
     rows = session.execute(
-        select(AuditEvent.record_id, AuditEvent.error_class).where(AuditEvent.id.in_(select(latest.c.id)))
+        select(AuditEvent.record_id, AuditEvent.error_class).where(
+            AuditEvent.id.in_(select(latest.c.id))
+        )
     )
     return {rid: cls for rid, cls in rows if rid is not None}
 
@@ -821,7 +864,3 @@ def target_url(
                 host = books
     section = {"expenses": "journals", "vendors": "contacts"}.get(record.flow, "journals")
     return f"https://{host}/app/{connection.zoho_organization_id}#/{section}/{record.target_id}"
-
-
-def step_names() -> list[str]:
-    return [s.value for s in Step]

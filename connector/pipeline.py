@@ -90,7 +90,9 @@ def run_step(
         log.warning("record %s: lease lost during %s; the new owner carries on", record_id, step)
         return StepResult("skip", record_id)
     except ConnectorError as exc:
-        return _handle_error(db, record, step, exc, owner=owner, task_id=task_id)
+        return _handle_error(
+            db, record, step, exc, owner=owner, task_id=task_id, settings=ctx.settings
+        )
 
 
 def _run(
@@ -167,8 +169,14 @@ def _post(ctx: flows.StepContext, handler: flows.FlowHandler, record: SyncRecord
     # 2. Search before a second POST; 3. the POST itself, outside any transaction.
     target_id = handler.find_existing(ctx, record) if may_have_landed else None
     adopted = target_id is not None
+    outcome, note = ("adopted", None) if adopted else ("posted", None)
     if target_id is None:
-        target_id = handler.post(ctx, record)
+        posted = handler.post(ctx, record)
+        # A handler may say more than "created": updated in place, unchanged, superseded.
+        if isinstance(posted, flows.PostResult):
+            target_id, outcome, note = posted.target_id, posted.outcome, posted.message
+        else:
+            target_id = posted
     # 4. Commit "posted" with the target id.
     with db.session() as session:
         live = session.get(SyncRecord, record.id)
@@ -181,8 +189,9 @@ def _post(ctx: flows.StepContext, handler: flows.FlowHandler, record: SyncRecord
             step=Step.AUDIT,
             task_id=task_id,
             audit_step="post",
-            outcome="adopted" if adopted else "posted",
-            message=(
+            outcome=outcome,
+            message=note
+            or (
                 f"found existing {live.target_system} object {target_id} by reference; not posted again"
                 if adopted
                 else f"created {live.target_system} object {target_id}"
@@ -201,8 +210,10 @@ def _handle_error(
     *,
     owner: str,
     task_id: str | None,
+    settings: Settings | None = None,
 ) -> StepResult:
     now = utcnow()
+    clocks = backoff.schedules(settings)
     error_class = type(exc).__name__
     message = str(exc)
     code = str(getattr(exc, "code", None) or error_class)
@@ -225,7 +236,7 @@ def _handle_error(
             return StepResult("done", record.id, state=S.WAITING.value)
         if isinstance(exc, ParkError):
             waited = now - (live.waiting_since or now)
-            if waited >= backoff.WAITING_GIVE_UP:
+            if waited >= clocks.waiting_give_up:
                 ledger.transition(
                     session,
                     live,
@@ -237,7 +248,7 @@ def _handle_error(
                     task_id=task_id,
                 )
                 return StepResult("done", record.id, state=S.DEAD.value)
-            delay = backoff.WAITING.delay(live.attempts)
+            delay = clocks.waiting.delay(live.attempts)
             ledger.park(
                 session,
                 live,
@@ -293,7 +304,7 @@ def _handle_error(
             if isinstance(exc, RateLimitedError) and exc.retry_after > 0:
                 countdown = exc.retry_after
             else:
-                countdown = backoff.TRANSIENT.delay(live.attempts)
+                countdown = clocks.transient.delay(live.attempts)
             ledger.audit(
                 session,
                 live,

@@ -216,6 +216,8 @@ def _resolve(
     """Replace Zoho references in ``data`` (in place) by ids; collect what does not resolve."""
 
     def lookup(kind: str, path: str, ref: Any, find: Callable[[str], dict[str, Any] | None]) -> Any:
+        if not isinstance(ref, str | int) or isinstance(ref, bool):
+            return None  # a wrong type is the schema's complaint, already reported
         try:
             found = find(str(ref))
         except ValidationFailed as exc:
@@ -277,6 +279,9 @@ def validate_document(document: Mapping[str, Any], catalog: Catalog | None) -> d
             loaded = section.schema().load(dict(raw))
         except ValidationError as exc:
             problems.extend(flatten(exc.messages, name))
+            if catalog is not None:
+                # Still check the Zoho names, so one import reports every problem.
+                _resolve(section, json.loads(json.dumps(dict(raw), default=str)), catalog, problems)
             continue
         data = json.loads(json.dumps(loaded, default=str))
         if catalog is not None:

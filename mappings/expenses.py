@@ -58,6 +58,7 @@ __all__ = [
     "ZohoLookups",
     "ZohoTag",
     "ZohoTagOption",
+    "journal_date_for",
     "map_report",
     "parse_expenses_rules",
     "report_version",
@@ -241,6 +242,7 @@ class ZohoAccount:
     account_name: str
     account_type: str
     is_active: bool = True
+    account_code: str | None = None
 
 
 @dataclass(frozen=True)
@@ -317,6 +319,7 @@ class ZohoLookups:
                 account_name=str(a["account_name"]),
                 account_type=str(a.get("account_type") or ""),
                 is_active=bool(a.get("is_active", True)),
+                account_code=str(a["account_code"]) if a.get("account_code") else None,
             )
             for a in accounts
         }
@@ -477,6 +480,11 @@ _DATE_LABEL = {
 }
 
 
+def journal_date_for(report: ConcurReport, rules: ExpensesRules) -> date | None:
+    """The journal date ``map_report`` will use (the flow fetches the exchange rate for it)."""
+    return _journal_date(report, rules.journal_date)
+
+
 def _journal_date(report: ConcurReport, rule: str) -> date | None:
     if rule == "approval":
         return report.approval_date
@@ -500,6 +508,8 @@ class _Resolver:
         matches = self.lookups.accounts_by_name.get(ref, ())
         if not matches and ref in self.lookups.accounts:
             matches = (self.lookups.accounts[ref],)
+        if not matches:  # the rules loader also accepts an account code (``6120``)
+            matches = tuple(a for a in self.lookups.accounts.values() if a.account_code == ref)
         if not matches:
             self.problems.add("account", ref, f"account '{ref}' not found in chart of accounts")
             return None
@@ -556,7 +566,9 @@ class _Resolver:
         rule = self.rules.cost_centre
         if rule is None:
             return []
-        tag = self.lookups.tags.get(rule.tag)
+        tag = self.lookups.tags.get(rule.tag) or next(
+            (t for t in self.lookups.tags.values() if t.tag_id == rule.tag), None
+        )  # by name, or by id (the rules loader accepts both)
         if tag is None:
             self.problems.add("tag", rule.tag, f"reporting tag '{rule.tag}' not found")
             return []
@@ -577,7 +589,9 @@ class _Resolver:
                 )
             return []
         name = rule.option_name(concur_key)
-        option = tag.options.get(name)
+        option = tag.options.get(name) or next(
+            (o for o in tag.options.values() if o.option_id == name), None
+        )
         shown = f"'{name}'" if name == concur_key else f"'{name}' (Concur '{concur_key}')"
         if option is None:
             self.problems.add(

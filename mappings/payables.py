@@ -58,6 +58,7 @@ __all__ = [
     "parse_payables_rules",
     "stable_reference",
     "validate_payment_request",
+    "version_from_timestamp",
 ]
 
 #: The rules-file section this module parses (``connector/rules.py`` registers it).
@@ -280,12 +281,22 @@ def document_version(doc: ZohoDocument) -> str:
     """
     raw = doc.last_modified_time
     if raw:
-        parsed = _parse_zoho_time(raw)
-        if parsed is None:
-            return raw
-        return parsed.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        return version_from_timestamp(raw)
     payload = json.dumps(asdict(doc), sort_keys=True, default=str, separators=(",", ":"))
     return "sha256:" + hashlib.sha256(payload.encode()).hexdigest()
+
+
+def version_from_timestamp(raw: str) -> str:
+    """A Zoho ``last_modified_time`` as :func:`document_version` writes it (UTC, ``Z``).
+
+    For callers that hold only the timestamp (a webhook hint, a list item): they get the same
+    version string as the fetched document, so a webhook and a poll meet on one ledger record.
+    """
+    text = raw.strip()
+    parsed = _parse_zoho_time(text)
+    if parsed is None:
+        return text
+    return parsed.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _parse_zoho_time(raw: str) -> datetime | None:

@@ -9,14 +9,9 @@ from __future__ import annotations
 
 from connector import rules
 
-_registered = False
-
 
 def register_flow_sections() -> None:
     """Replace the placeholder sections by the flows' schemas (idempotent)."""
-    global _registered
-    if _registered:
-        return
     from mappings.expenses import ExpensesSectionSchema
     from mappings.payables import PayablesSectionSchema
 
@@ -28,4 +23,8 @@ def register_flow_sections() -> None:
         tags=("cost_centre.tag",),
         tag_options=(("cost_centre.options.*", "cost_centre.tag"),),
     )
-    _registered = True
+    # The vendors section (issue #5): code_from also names a Zoho custom field; tax_id_field,
+    # default_country.
+    from mappings.vendors import VendorsSectionSchema
+
+    rules.register_section("vendors", VendorsSectionSchema)

@@ -83,7 +83,9 @@ def dead_list(
     if not rows:
         click.echo("no dead records")
         return
-    click.echo(f"{'id':>8}  {'connection':16} {'flow':10} {'step':8} {'source':28} {'died':20} error")
+    click.echo(
+        f"{'id':>8}  {'connection':16} {'flow':10} {'step':8} {'source':28} {'died':20} error"
+    )
     for r in rows:
         source = (r["source_ref"] or r["source_id"])[:28]
         error = f"{r['last_error_code'] or '-'}: {(r['last_error_message'] or '')[:80]}"
@@ -162,4 +164,6 @@ def dead_purge(
     except ConnectorError as exc:
         raise _fail(exc) from exc
     verb = "would purge" if dry_run else "purged"
-    click.echo(f"{verb} {len(ids)} dead record(s)" + (f": {', '.join(map(str, ids))}" if ids else ""))
+    click.echo(
+        f"{verb} {len(ids)} dead record(s)" + (f": {', '.join(map(str, ids))}" if ids else "")
+    )

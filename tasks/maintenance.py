@@ -32,10 +32,12 @@ def sweep(self: ConnectorTask) -> int:
 @app.task(base=ConnectorTask, bind=True, name="maintenance.refresh_tokens")
 def refresh_tokens(self: ConnectorTask) -> dict[str, object]:
     """Refresh access tokens that expire within CONNECTOR_REFRESH_MARGIN (one at a time each)."""
+    from connector import oauth_state
     from connector.config import get_settings
     from connector.token_refresh import refresh_due
 
     report = refresh_due(self.db, get_settings())
+    oauth_state.purge_expired(self.db)  # used or abandoned OAuth states, a day after expiry
     if report.refreshed or report.dead or report.deferred:
         log.info(
             "token refresh: %d refreshed, %d dead, %d deferred",

@@ -46,6 +46,9 @@ def create_app(
     app.register_blueprint(zoho.bp)
     app.register_blueprint(concur.bp)
     app.register_blueprint(oauth.bp)
+    from webhooks import ops
+
+    app.register_blueprint(ops.bp)
     _register_error_handlers(app)
 
     @app.before_request

@@ -18,7 +18,7 @@ from werkzeug.wrappers import Response
 from connector import authorize, oauth_state
 from connector.config import Settings
 from connector.db import Database
-from connector.errors import ApiError, ConnectorError, OAuthStateError, UntrustedHostError
+from connector.errors import ApiError, ConnectorError, UntrustedHostError, WebhookError
 from connector.zoho import auth as zoho_auth
 
 log = logging.getLogger(__name__)
@@ -63,7 +63,9 @@ def _page(title: str, status: int = 200, **context: Any) -> tuple[str, int]:
 
 def _failure(exc: ConnectorError) -> tuple[str, int]:
     """An error page carrying the one line a person needs; never a stack trace."""
-    if isinstance(exc, OAuthStateError | UntrustedHostError):
+    if isinstance(exc, WebhookError):
+        status = exc.status
+    elif isinstance(exc, UntrustedHostError):
         status = 400
     elif isinstance(exc, ApiError):
         status = 502

@@ -35,7 +35,24 @@ class StepContext:
 #: Built-in flows, imported on first use so a worker only loads what it runs.
 BUILTIN: dict[str, str] = {
     "selftest": "connector.flows.selftest:handler",
+    "expenses": "connector.flows.expenses:handler",
+    "payables": "connector.flows.payables:handler",
+    "vendors": "connector.flows.vendors:handler",
 }
+
+
+@dataclass(frozen=True)
+class PostResult:
+    """What ``post`` may return instead of a bare target id, to say what it did.
+
+    ``outcome`` names the audit row (``posted``, ``updated``, ``unchanged``, ``superseded``...)
+    and ``message`` its text; the record is ``posted`` with ``target_id`` either way.
+    """
+
+    target_id: str
+    outcome: str = "posted"
+    message: str | None = None
+
 
 _registry: dict[str, FlowHandler] = {}
 
@@ -67,8 +84,8 @@ class FlowHandler(Protocol):
         """Search the target by the record's stable reference; the target id if it is there."""
         ...
 
-    def post(self, ctx: StepContext, record: SyncRecord) -> str:
-        """Create the target object and return its id."""
+    def post(self, ctx: StepContext, record: SyncRecord) -> str | PostResult:
+        """Create the target object and return its id (or a ``PostResult`` saying more)."""
         ...
 
 

@@ -90,6 +90,14 @@ class ZohoCatalog:
 
         return self._lookup(find)
 
+    def lists(self, *, reload: bool = False) -> dict[str, Any]:
+        """The cached lists themselves (``accounts``; ``tags``, each with its ``options``).
+
+        ``reload=True`` fetches them again and refreshes the shared cache: the expenses flow
+        does that when a journal names an account or tag option the cache does not know yet.
+        """
+        return self._data(reload=reload)
+
 
 def clear_cache() -> None:
     """Forget every cached list (tests)."""

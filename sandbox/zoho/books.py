@@ -962,6 +962,142 @@ def delete_journal(journal_id: str) -> Response:
     return zoho_json({"code": 0, "message": "The selected journal entry has been deleted."})
 
 
+# --- chart of accounts (create) and exchange rates ---------------------------------------
+# Added for the expenses flow: an accountant adds a missing account (chart-of-accounts.yml
+# ``create_account``) and the connector reads Zoho's rate for a journal date (currency.yml
+# ``list_exchange_rates``).
+
+_ACCOUNT_TYPES = frozenset(t for group in ACCOUNT_GROUPS.values() for t in group) | {
+    "other_asset",
+    "other_current_asset",
+    "cash",
+    "bank",
+    "fixed_asset",
+    "accounts_receivable",
+}
+
+
+@bp.post("/chartofaccounts")
+@_locked
+def create_account() -> Response:
+    store, _, org = _guard("accountants.CREATE")
+    assert org is not None
+    body = parse_body()
+    if not isinstance(body, dict):
+        raise ZohoError(400, 4012, "Invalid JSON body")
+    name = str(body.get("account_name") or "").strip()
+    if not name:
+        raise E.missing("account_name")
+    acc_type = str(body.get("account_type") or "")
+    if acc_type not in _ACCOUNT_TYPES:
+        raise E.invalid_value("account_type")
+    if any(a["account_name"].lower() == name.lower() for a in org.accounts.values()):
+        raise ZohoError(400, 11002, f'The account name "{name}" already exists.')
+    base = org.base_currency()
+    ts = store.now()
+    aid = org.next_id()
+    account = {
+        "account_id": aid,
+        "account_name": name,
+        "account_code": str(body.get("account_code") or ""),
+        "account_type": acc_type,
+        "description": str(body.get("description") or ""),
+        "is_user_created": True,
+        "is_system_account": False,
+        "is_standalone_account": False,
+        "is_active": True,
+        "can_show_in_ze": False,
+        "is_involved_in_transaction": False,
+        "current_balance": 0.0,
+        "currency_id": str(body.get("currency_id") or base["currency_id"]),
+        "currency_code": base["currency_code"],
+        "parent_account_id": "",
+        "parent_account_name": "",
+        "depth": 0,
+        "has_attachment": False,
+        "is_child_present": False,
+        "child_count": "",
+        "documents": [],
+        "created_time": org.time(ts),
+        "last_modified_time": org.time(ts),
+    }
+    org.accounts[aid] = account
+    store.record_created(org, "accounts", aid, "api")
+    return zoho_json(
+        {"code": 0, "message": "The account has been created.", "chart_of_account": account}, 201
+    )
+
+
+def _rates(org: Org, currency: dict[str, Any]) -> list[dict[str, Any]]:
+    implicit = {
+        "exchange_rate_id": f"{currency['currency_id']}-0",
+        "currency_id": currency["currency_id"],
+        "currency_code": currency["currency_code"],
+        "effective_date": str(currency.get("effective_date") or "")[:10],
+        "rate": currency["exchange_rate"],
+    }
+    return [implicit, *org.exchange_rates.get(currency["currency_id"], [])]
+
+
+@bp.get("/settings/currencies/<currency_id>/exchangerates")
+@_locked
+def list_exchange_rates(currency_id: str) -> Response:
+    """Every rate, newest first; ``from_date`` keeps the one effective on that date (or the
+    closest before it), as currency.yml describes."""
+    _, _, org = _guard("settings.READ")
+    assert org is not None
+    currency = org.currencies.get(currency_id)
+    if currency is None:
+        raise E.does_not_exist("Currency")
+    rates = [] if currency["is_base_currency"] else _rates(org, currency)
+    rates.sort(key=lambda r: r["effective_date"], reverse=True)
+    day = request.args.get("from_date")
+    if day:
+        _check_date_param(day, "from_date")
+        rates = [r for r in rates if r["effective_date"] <= day][:1]
+    return zoho_json({"code": 0, "message": "success", "exchange_rates": rates})
+
+
+@bp.post("/settings/currencies/<currency_id>/exchangerates")
+@_locked
+def create_exchange_rate(currency_id: str) -> Response:
+    store, _, org = _guard("settings.CREATE")
+    assert org is not None
+    currency = org.currencies.get(currency_id)
+    if currency is None:
+        raise E.does_not_exist("Currency")
+    body = parse_body()
+    if not isinstance(body, dict):
+        raise ZohoError(400, 4012, "Invalid JSON body")
+    day = str(body.get("effective_date") or "")
+    _check_date_param(day, "effective_date")
+    try:
+        rate = float(body.get("rate"))  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        raise E.invalid_value("rate") from None
+    if rate <= 0:
+        raise E.invalid_value("rate", "must be greater than zero")
+    entry = {
+        "exchange_rate_id": org.next_id(),
+        "currency_id": currency_id,
+        "currency_code": currency["currency_code"],
+        "effective_date": day,
+        "rate": rate,
+    }
+    org.exchange_rates.setdefault(currency_id, []).append(entry)
+    store.record_created(org, "exchange_rates", entry["exchange_rate_id"], "api")
+    return zoho_json(
+        {"code": 0, "message": "The exchange rate has been added.", "exchange_rate": entry}, 201
+    )
+
+
+def _check_date_param(value: str, name: str) -> None:
+    try:
+        datetime.strptime(value, "%Y-%m-%d")
+    except ValueError:
+        raise E.invalid_value(name, "use yyyy-mm-dd") from None
+
+
 def http_error(exc: Any) -> Response:
     """Zoho-shaped 404/405 for unmatched URLs under ``/zoho/<dc>/api``."""
     if getattr(exc, "code", 404) == 405:

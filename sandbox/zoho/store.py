@@ -129,6 +129,9 @@ class Org:
     invoices: dict[str, Rec] = field(default_factory=dict)
     journals: dict[str, Rec] = field(default_factory=dict)
     journals_by_ref: dict[str, list[str]] = field(default_factory=dict)
+    #: currency_id -> rates ``{exchange_rate_id, currency_id, currency_code, effective_date,
+    #: rate}`` added through the API; the currency's own rate is the implicit first entry.
+    exchange_rates: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     seq: int = 0
     entry_seq: int = 0
     versions: dict[str, int] = field(default_factory=dict)

@@ -1,0 +1,260 @@
+"""``/ops``: the operator's page. Connections, counts, problems grouped with a fix hint, replay.
+
+Server-rendered Jinja (``webhooks/templates/ops/``), no front-end build. Behind HTTP basic auth
+from ``OPS_BASIC_AUTH`` (user:password); outside embedded mode the page refuses to serve
+(503) until that is set. Every POST carries a CSRF token: an HMAC of the user name and a
+timestamp under a key derived from ``CONNECTOR_SECRET_KEY``, valid 12 hours, so no session
+store is needed.
+
+Replay buttons call ``connector.operations`` (the same functions as ``connector replay``) with
+``tasks.pipeline.enqueue``, or the ``OPS_ENQUEUE`` callable from the app config (tests).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import time
+from typing import Any
+from urllib.parse import urlencode
+
+from flask import (
+    Blueprint,
+    Response,
+    current_app,
+    g,
+    redirect,
+    render_template,
+    request,
+    url_for,
+)
+
+from connector import operations
+from connector.config import Settings
+from connector.db import Database
+from connector.errors import ConnectorError
+
+bp = Blueprint("ops", __name__, url_prefix="/ops", template_folder="templates")
+
+CSRF_MAX_AGE = 12 * 3600
+REALM = 'Basic realm="connector ops", charset="UTF-8"'
+
+
+def _settings() -> Settings:
+    return current_app.config["CONNECTOR_SETTINGS"]  # type: ignore[no-any-return]
+
+
+def _db() -> Database:
+    return current_app.config["CONNECTOR_DB"]  # type: ignore[no-any-return]
+
+
+def _enqueue() -> Any:
+    fn = current_app.config.get("OPS_ENQUEUE")
+    if fn is None:
+        from tasks.pipeline import enqueue
+
+        fn = enqueue
+    return fn
+
+
+# --------------------------------------------------------------------------- auth + csrf
+
+
+@bp.before_request
+def _require_auth() -> Response | None:
+    settings = _settings()
+    expected = settings.ops_basic_auth
+    if not expected:
+        if settings.embedded:
+            g.ops_user = "local"
+            return None
+        return Response(
+            "The operator page is disabled: set OPS_BASIC_AUTH=user:password to enable it.\n",
+            503,
+            mimetype="text/plain",
+        )
+    user, _, password = expected.partition(":")
+    auth = request.authorization
+    ok = (
+        auth is not None
+        and auth.type == "basic"
+        and hmac.compare_digest((auth.username or "").encode(), user.encode())
+        & hmac.compare_digest((auth.password or "").encode(), password.encode())
+    )
+    if not ok:
+        return Response(
+            "Authentication required.\n",
+            401,
+            {"WWW-Authenticate": REALM},
+            mimetype="text/plain",
+        )
+    g.ops_user = user
+    return None
+
+
+@bp.after_request
+def _headers(response: Response) -> Response:
+    response.headers.setdefault("Cache-Control", "no-store")
+    response.headers.setdefault("X-Frame-Options", "DENY")
+    response.headers.setdefault("X-Content-Type-Options", "nosniff")
+    response.headers.setdefault(
+        "Content-Security-Policy",
+        "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'",
+    )
+    return response
+
+
+def _csrf_key() -> bytes:
+    return hmac.new(_settings().secret_keys[0].encode(), b"ops-csrf", hashlib.sha256).digest()
+
+
+def csrf_token(user: str, *, now: float | None = None) -> str:
+    stamp = str(int(now if now is not None else time.time()))
+    sig = hmac.new(_csrf_key(), f"{user}:{stamp}".encode(), hashlib.sha256).hexdigest()
+    return f"{stamp}.{sig}"
+
+
+def _check_csrf() -> bool:
+    token = request.form.get("csrf_token", "")
+    stamp, _, sig = token.partition(".")
+    if not stamp.isdigit() or not sig:
+        return False
+    expected = hmac.new(_csrf_key(), f"{g.ops_user}:{stamp}".encode(), hashlib.sha256).hexdigest()
+    fresh = 0 <= time.time() - int(stamp) <= CSRF_MAX_AGE
+    return fresh and hmac.compare_digest(expected, sig)
+
+
+@bp.app_template_global("ops_csrf_token")
+def _template_csrf() -> str:
+    return csrf_token(g.get("ops_user", ""))
+
+
+@bp.app_template_filter("pretty_json")
+def _pretty_json(value: Any) -> str:
+    return json.dumps(value, indent=2, sort_keys=True, default=str, ensure_ascii=False)
+
+
+# --------------------------------------------------------------------------- pages
+
+
+@bp.get("/")
+def index() -> str:
+    db = _db()
+    counts = operations.counts_by_flow_state(db)
+    states = [s for s in operations.PROBLEM_STATES]
+    groups = operations.problem_groups(db)
+    return render_template(
+        "ops/index.html",
+        connections=operations.connections_overview(db),
+        counts=counts,
+        all_states=_state_columns(counts),
+        groups=groups,
+        problem_states=[str(s) for s in states],
+        replayable={str(s) for s in operations.REPLAYABLE_STATES},
+        message=request.args.get("message"),
+        user=g.ops_user,
+    )
+
+
+def _state_columns(counts: dict[str, dict[str, int]]) -> list[str]:
+    order = [
+        "received",
+        "fetched",
+        "mapped",
+        "validated",
+        "posting",
+        "posted",
+        "waiting",
+        "needs_reauth",
+        "failed",
+        "dead",
+    ]
+    present = {s for per in counts.values() for s in per}
+    return [s for s in order if s in present] + sorted(present - set(order))
+
+
+@bp.get("/records")
+def records() -> str:
+    state = request.args.getlist("state") or None
+    try:
+        rows = operations.list_records(
+            _db(),
+            connection=request.args.get("connection") or None,
+            flow=request.args.get("flow") or None,
+            state=state,
+            limit=min(int(request.args.get("limit", 100) or 100), 1000),
+        )
+    except (ConnectorError, ValueError) as exc:
+        return render_template("ops/error.html", message=str(exc)), 400  # type: ignore[return-value]
+    return render_template(
+        "ops/records.html",
+        rows=rows,
+        filters=request.args,
+        message=request.args.get("message"),
+        replayable={str(s) for s in operations.REPLAYABLE_STATES},
+        user=g.ops_user,
+    )
+
+
+@bp.get("/records/<int:record_id>")
+def record(record_id: int) -> Any:
+    try:
+        info = operations.show_record(_db(), record_id, sandbox_url=_settings().sandbox_url)
+    except operations.OperationError as exc:
+        return render_template("ops/error.html", message=str(exc), user=g.ops_user), 404
+    return render_template(
+        "ops/record.html",
+        r=info,
+        message=request.args.get("message"),
+        user=g.ops_user,
+    )
+
+
+# --------------------------------------------------------------------------- actions
+
+
+def _back(default: str, message: str) -> Response:
+    target = request.form.get("next") or default
+    if not target.startswith("/ops") or target.startswith("//"):
+        target = default
+    target = target.split("?", 1)[0]
+    return redirect(f"{target}?{urlencode({'message': message})}", code=303)
+
+
+def _summary(report: operations.ReplayReport) -> str:
+    counts = report.as_dict()["counts"]
+    parts = [f"{n} {a}" for a, n in counts.items()]
+    details = "; ".join(f"#{o.record_id}: {o.detail}" for o in report.outcomes[:5])
+    return f"replay: {', '.join(parts) or 'nothing to do'}" + (f" ({details})" if details else "")
+
+
+@bp.post("/replay")
+def replay() -> Any:
+    if not _check_csrf():
+        return render_template(
+            "ops/error.html",
+            message="The form expired or did not come from this page (CSRF check failed). "
+            "Reload the page and try again.",
+            user=g.ops_user,
+        ), 400
+    who = f"ops:{g.ops_user}"
+    try:
+        if request.form.get("group"):
+            report = operations.replay_group(
+                _db(), request.form["group"], requested_by=who, enqueue=_enqueue()
+            )
+        else:
+            ids = [int(v) for v in request.form.getlist("record_id") if v.strip().isdigit()]
+            if not ids:
+                return _back(url_for("ops.index"), "nothing selected")
+            report = operations.replay(
+                _db(),
+                ids,
+                requested_by=who,
+                enqueue=_enqueue(),
+                verify=request.form.get("verify") == "1",
+            )
+    except ConnectorError as exc:
+        return _back(url_for("ops.index"), f"replay refused: {exc}")
+    return _back(url_for("ops.index"), _summary(report))
