@@ -488,6 +488,7 @@ def test_sweeper_finishes_an_orphaned_create_through_the_pipeline(
 # --------------------------------------------------------------------------- API-call economy
 
 
+@pytest.mark.slow  # the benchmark: ~1,000 creates against the sandbox (15-40 s)
 def test_no_change_pass_for_1000_vendors_costs_two_calls(
     db: Database, connected: int, settings: Settings, sandbox: Any, admin: Any
 ) -> None:
