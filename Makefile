@@ -1,10 +1,11 @@
 # The two commands a newcomer needs: `make run` and `make test`. Both create .venv on first use.
+# (`make demo` shows the pipeline end to end in one go.)
 PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: install run test test-fast lint format services selftest clean
+.PHONY: install run demo test test-fast lint format services selftest clean
 
 install: $(STAMP)
 
@@ -18,6 +19,11 @@ $(STAMP): pyproject.toml
 ## Run the whole connector on the embedded default (SQLite, no servers, sandbox for Zoho and Concur).
 run: install
 	$(VENV)/bin/connector run
+
+## A vendor, a bill and an approved expense report through the real pipeline, then a table
+## (starts its own embedded stack in a temporary directory, or reuses a running `make run`).
+demo: install
+	$(VENV)/bin/connector demo
 
 ## Set up and run the whole test suite (starts local PostgreSQL/Redis if installed but stopped).
 test: install

@@ -204,9 +204,13 @@ def connect(
     name: str | None = None,
     payables: bool = True,
     expenses: bool = False,
+    own_concur_company: bool = False,
 ) -> int:
     """A connection authorized against the sandbox (Zoho self client, the US Concur company),
-    with rules, and every Zoho vendor of the organization linked to a Concur vendor."""
+    with rules, and every Zoho vendor of the organization linked to a Concur vendor.
+
+    A Concur company belongs to one connection (events are routed by company), so further
+    connections pass ``own_concur_company=True`` and get a company created for them."""
     from connector import authorize, connections, rules
     from connector.zoho.auth import SCOPE
     from mappings.rules import register_flow_sections
@@ -222,9 +226,13 @@ def connect(
         organization_id=org_id,
         accounts_server=grant["accounts_server"],
     )
-    authorize.connect_concur(
-        db, settings, cid, company_id=CONCUR_COMPANY, request_token=CONCUR_REQUEST_TOKEN
-    )
+    company, token = CONCUR_COMPANY, CONCUR_REQUEST_TOKEN
+    if own_concur_company:
+        from sandbox.concur.admin import ConcurAdmin
+
+        made = ConcurAdmin(bench.sandbox_url).create_company("us2", name=f"Bench {org_id}")
+        company, token = made["company_id"], made["request_token"]
+    authorize.connect_concur(db, settings, cid, company_id=company, request_token=token)
     register_flow_sections()
     document: dict[str, Any] = {"vendors": {"directions": ["concur_to_zoho"]}}
     if payables:
@@ -233,11 +241,11 @@ def connect(
         document["expenses"] = dict(EXPENSES_RULES)
     rules.import_rules(db, cid, document, None)
     if payables:
-        link_vendors(bench, cid, org_id)
+        link_vendors(bench, cid, org_id, company)
     return cid
 
 
-def link_vendors(bench: Bench, cid: int, org_id: str) -> int:
+def link_vendors(bench: Bench, cid: int, org_id: str, company: str = CONCUR_COMPANY) -> int:
     """Create one Concur vendor per Zoho vendor of the org and record the link (with the
     snapshot the vendors flow keeps, so the map step needs no vendor lookup)."""
     from connector import connections
@@ -266,7 +274,7 @@ def link_vendors(bench: Bench, cid: int, org_id: str) -> int:
                 "CurrencyCode": currency,
             }
         )
-    concur.create_vendors(*rows, company_id=CONCUR_COMPANY)
+    concur.create_vendors(*rows, company_id=company)
     with bench.db.session() as s:
         for contact, row in zip(vendors, rows, strict=True):
             s.add(
@@ -329,8 +337,13 @@ def generate_reports(bench: Bench, cid: int, n: int) -> list[int]:
     """``n`` approved Concur reports, one ledger record each (through the expenses poll pass,
     which also picks up the seed's approved reports the first time)."""
     from connector import sync
+    from connector.models import SyncCursor
 
     bench.admin.generate("reports", n, company_id=CONCUR_COMPANY)
+    # Generated reports are dated 1-20 days back, behind the cursor of an earlier pass: forget
+    # the cursor so the pass looks back its full window (existing records are not re-created).
+    with bench.db.session() as s:
+        s.execute(sa.delete(SyncCursor).where(SyncCursor.connection_id == cid))
     result = sync.run(bench.db, bench.settings, cid, "expenses")
     return [rid for rid, _ in result.records]
 
@@ -415,3 +428,132 @@ def tenant_calls(stats: dict[str, Any], tenant: str) -> dict[str, int]:
 
 def delta(after: dict[str, int], before: dict[str, int]) -> dict[str, int]:
     return {k: v - before.get(k, 0) for k, v in after.items() if v - before.get(k, 0)}
+
+
+# --------------------------------------------------------------------------- processes
+
+
+def rss_kb(pid: int) -> int:
+    """Resident set size of one process, from /proc (kB)."""
+    with open(f"/proc/{pid}/status") as fh:
+        for line in fh:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
+def children(pid: int) -> list[int]:
+    """Direct children of ``pid`` (a Celery worker's pool processes)."""
+    out = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as fh:
+                fields = fh.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            out.append(int(entry))
+    return sorted(out)
+
+
+def stop_workers(bench: Bench, names: Iterable[str]) -> None:
+    for name in names:
+        proc = bench.stack.procs.get(name)
+        if proc is not None:
+            proc.stop(timeout=20)
+
+
+def purge(bench: Bench) -> None:
+    """Drop every queued message (between phases of one benchmark)."""
+    import redis
+
+    assert bench.stack.redis is not None
+    client = redis.Redis.from_url(bench.stack.redis.url)
+    for key in client.scan_iter("*"):
+        k = key.decode()
+        if not k.startswith("ratelimit"):
+            client.delete(key)
+    client.close()
+
+
+def run_plain_loop(bench: Bench, ids: list[int]) -> dict[str, float]:
+    """B4's baseline: every step of every record through ``connector.pipeline.run_step`` in a
+    loop in this process (no broker, no worker), against the same sandbox and database."""
+    from connector import pipeline
+    from connector.models import Step
+
+    started = time.perf_counter()
+    done = 0
+    for rid in ids:
+        step: Step | None = Step.FETCH
+        while step is not None:
+            result = pipeline.run_step(
+                bench.db,
+                rid,
+                step,
+                owner=f"loop:{rid}:{step.value}",
+                lease_seconds=300,
+                task_id=f"loop:{rid}:{step.value}",
+                settings=bench.settings,
+            )
+            if result.action == "retry":
+                time.sleep(result.countdown)
+                continue
+            step = result.next_step if result.action == "next" else None
+        done += 1
+    elapsed = time.perf_counter() - started
+    return {"records": done, "seconds": round(elapsed, 2), "per_second": round(done / elapsed, 2)}
+
+
+# --------------------------------------------------------------------------- CPU accounting
+
+_TICK = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid: int, *, with_children: bool = True) -> float:
+    """User + system CPU of a process (and of its live children: a worker's pool)."""
+    total = 0.0
+    pids = [pid] + (children(pid) if with_children else [])
+    for p in pids:
+        try:
+            with open(f"/proc/{p}/stat") as fh:
+                fields = fh.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += (int(fields[11]) + int(fields[12])) / _TICK
+    return total
+
+
+def machine_cpu() -> tuple[float, float]:
+    """(busy, total) jiffies of the whole machine, from /proc/stat."""
+    with open("/proc/stat") as fh:
+        parts = [int(x) for x in fh.readline().split()[1:]]
+    idle = parts[3] + (parts[4] if len(parts) > 4 else 0)
+    return float(sum(parts) - idle), float(sum(parts))
+
+
+class CpuMeter:
+    """CPU used during a phase: the machine's busy share, and seconds per named process."""
+
+    def __init__(self, bench: Bench, names: list[str]) -> None:
+        self.pids = {
+            n: bench.stack.procs[n].popen.pid  # type: ignore[union-attr]
+            for n in names
+            if n in bench.stack.procs and bench.stack.procs[n].popen is not None
+        }
+        self.start_proc = {n: cpu_seconds(p) for n, p in self.pids.items()}
+        self.start_machine = machine_cpu()
+        self.t0 = time.monotonic()
+
+    def stop(self) -> dict[str, Any]:
+        busy0, total0 = self.start_machine
+        busy1, total1 = machine_cpu()
+        wall = time.monotonic() - self.t0
+        used = {n: round(cpu_seconds(p) - self.start_proc[n], 2) for n, p in self.pids.items()}
+        return {
+            "wall_seconds": round(wall, 2),
+            "machine_busy_share": round((busy1 - busy0) / max(1.0, total1 - total0), 3),
+            "cpu_seconds": used,
+        }

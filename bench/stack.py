@@ -460,3 +460,18 @@ def database(stack: Stack) -> Any:
     from connector.db import Database
 
     return Database(stack.database_url)
+
+
+# --------------------------------------------------------------------------- chaos helpers
+
+
+def child_pids(proc: Proc) -> list[int]:
+    """Direct children of a process (a Celery worker's pool processes), read from /proc."""
+    if not proc.alive:
+        return []
+    assert proc.popen is not None
+    pids: list[int] = []
+    for task in Path(f"/proc/{proc.popen.pid}/task").glob("*/children"):
+        with contextlib.suppress(OSError):
+            pids.extend(int(p) for p in task.read_text().split())
+    return sorted(set(pids))

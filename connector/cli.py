@@ -214,43 +214,83 @@ def flower(port: int | None, extra: tuple[str, ...]) -> None:
     default=None,
     help="run the sandbox in place of Zoho and Concur (default: on in embedded mode)",
 )
+@click.option(
+    "--setup/--no-setup",
+    default=True,
+    show_default=True,
+    help="with the sandbox: create, authorize and wire the demo connection (idempotent)",
+)
 @click.option("--concurrency", type=int, default=2, show_default=True)
 @friendly_errors
-def run(port: int | None, sandbox_port: int, use_sandbox: bool | None, concurrency: int) -> None:
+def run(
+    port: int | None,
+    sandbox_port: int,
+    use_sandbox: bool | None,
+    setup: bool,
+    concurrency: int,
+) -> None:
     """Run the whole connector on this machine: web, worker, beat (and the sandbox).
 
     With neither DATABASE_URL nor REDIS_URL set this needs no servers: SQLite for the ledger,
     an SQLite-backed broker and limiter under var/. With them set, it uses those instead.
+
+    With the sandbox, the sandbox starts first; its ESS public key is saved under var/ and
+    given to the web process (CONCUR_WEBHOOK_PUBLIC_KEYS), and the demo connection
+    ("sandbox-demo") is created, authorized on both sides, given the demo rules and wired to
+    the sandbox's Zoho webhook and Concur event subscription (connector/demo.py), so a bill
+    created on the sandbox page goes through the pipeline.
     """
+    from connector import demo
     from connector.migrate import upgrade
 
     settings = _settings()
     upgrade(settings.database_url)
     port = port or settings.port
+    var_dir = settings.var_dir.resolve()
     env = dict(os.environ)
     env.setdefault("CONNECTOR_VAR_DIR", str(settings.var_dir))
     if use_sandbox is None:
         use_sandbox = settings.embedded and not settings.zoho_client_id
     procs: list[tuple[str, subprocess.Popen[bytes]]] = []
+    receiver = f"http://127.0.0.1:{port}"
+    sandbox_url = f"http://127.0.0.1:{sandbox_port}" if use_sandbox else None
+    connection_id: int | None = None
 
-    def start(name: str, argv: list[str]) -> None:
+    def start(name: str, argv: list[str]) -> subprocess.Popen[bytes]:
         click.echo(f"starting {name}: {' '.join(argv)}")
-        procs.append((name, subprocess.Popen(argv, env=env, cwd=ROOT)))
+        proc = subprocess.Popen(argv, env=env, cwd=ROOT)
+        procs.append((name, proc))
+        return proc
+
+    def stop_all() -> None:
+        for _, proc in procs:
+            if proc.poll() is None:
+                proc.terminate()
+        for _, proc in procs:
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
 
     py = sys.executable
-    if use_sandbox:
-        sandbox_url = f"http://127.0.0.1:{sandbox_port}"
-        env["CONNECTOR_SANDBOX_URL"] = sandbox_url
-        env.setdefault("ZOHO_ACCOUNTS_URL", f"{sandbox_url}/zoho/us/accounts")
-        env.setdefault("CONCUR_AUTH_URL", f"{sandbox_url}/concur/us2")
-        env.setdefault("ZOHO_CLIENT_ID", "sandbox-zoho-client")
-        env.setdefault("ZOHO_CLIENT_SECRET", "sandbox-zoho-secret")
-        env.setdefault("CONCUR_CLIENT_ID", "sandbox-concur-client")
-        env.setdefault("CONCUR_CLIENT_SECRET", "sandbox-concur-secret")
-        start(
+    if sandbox_url:
+        env = demo.sandbox_env(sandbox_url, env)
+        sandbox_proc = start(
             "sandbox",
             [py, "-m", "sandbox", "serve", "--host", "127.0.0.1", "--port", str(sandbox_port)],
         )
+        if not demo.wait_until(
+            f"{sandbox_url}/_admin/stats", timeout=30, alive=lambda: sandbox_proc.poll() is None
+        ):
+            stop_all()
+            raise ConnectorError(f"the sandbox did not start on {sandbox_url}")
+        # The receiver verifies Concur-Signature with the sandbox's key (new per sandbox
+        # process): fetched before the web process starts, added to any configured keys.
+        pem = demo.fetch_public_key(sandbox_url, var_dir)
+        keys = [k for k in env.get("CONCUR_WEBHOOK_PUBLIC_KEYS", "").split(",") if k.strip()]
+        env["CONCUR_WEBHOOK_PUBLIC_KEYS"] = ",".join([*keys, str(pem)])
+        if setup:
+            connection_id = _sandbox_setup(env, sandbox_url, receiver)
     start(
         "web",
         [
@@ -288,13 +328,51 @@ def run(port: int | None, sandbox_port: int, use_sandbox: bool | None, concurren
             str((settings.var_dir / "celerybeat-schedule").resolve()),
         ],
     )
-    click.echo(
-        f"connector receiver on http://127.0.0.1:{port}  (health: /healthz, readiness: /readyz)"
+    ready = demo.wait_until(
+        f"{receiver}/healthz", timeout=30, alive=lambda: procs[-2][1].poll() is None
     )
-    if use_sandbox:
-        click.echo(f"sandbox (Zoho Books + SAP Concur) on http://127.0.0.1:{sandbox_port}/")
-    click.echo("Ctrl-C stops everything; state is kept in " + str(settings.var_dir.resolve()))
-    _supervise(procs)
+    click.echo("")
+    click.echo(f"connector receiver on {receiver}  (health: /healthz, readiness: /readyz)")
+    click.echo(f"operator's page:       {receiver}/ops")
+    if sandbox_url:
+        click.echo(f"sandbox page:          {sandbox_url}/  (simulated Zoho Books + SAP Concur)")
+        click.echo(f"Concur reports page:   {sandbox_url}/_admin/concur/ui")
+        if connection_id is not None:
+            click.echo(
+                f"Create a bill on the sandbox page (organization Acme Corporation, {demo.ZOHO_ORG}) "
+                f"or approve a report on the Concur page, and watch it arrive on {receiver}/ops "
+                f"(connection {connection_id}, {demo.CONNECTION_NAME})."
+            )
+    if not ready:
+        click.echo("warning: the web process did not answer /healthz within 30 s", err=True)
+    click.echo("Ctrl-C stops everything; state is kept in " + str(var_dir))
+    state = demo.write_state(
+        var_dir,
+        demo.StackInfo(os.getpid(), receiver, sandbox_url, connection_id, str(var_dir)),
+    )
+    try:
+        _supervise(procs)
+    finally:
+        state.unlink(missing_ok=True)
+
+
+def _sandbox_setup(env: dict[str, str], sandbox_url: str, receiver: str) -> int | None:
+    """The demo connection's set-up; a failure is reported, the stack still starts."""
+    from connector import demo
+    from connector.config import Settings
+    from connector.db import get_database
+
+    try:
+        settings = Settings.from_env(env)
+        db = get_database(settings.database_url)
+        report = demo.set_up(db, settings, sandbox_url, receiver, fresh_sandbox=True)
+    except Exception as exc:  # shown, not fatal: the processes are useful without it
+        click.echo(f"warning: sandbox set-up failed: {type(exc).__name__}: {exc}", err=True)
+        return None
+    for line in report.done:
+        click.echo(f"set-up: {line}")
+    click.echo(f"set-up: connection {report.connection_id} ({report.name}) is ready")
+    return report.connection_id
 
 
 def _supervise(procs: list[tuple[str, subprocess.Popen[bytes]]]) -> None:
@@ -346,6 +424,16 @@ _register_ops_commands(main)
 from connector.commands import vendors as _vendors  # noqa: E402
 
 _vendors.register(main)
+
+
+# Backfill and demo (connector/commands/backfill.py, connector/commands/demo.py).
+from connector.commands import backfill as _backfill  # noqa: E402
+
+_backfill.register(main)
+
+from connector.commands import demo as _demo  # noqa: E402
+
+_demo.register(main)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -78,6 +78,8 @@ class Settings:
     zoho_rate_limit: str = "100/60s"
     concur_rate_limit: str = "600/60s"
     concur_rate_limits: str = ""
+    #: Seconds each granted call keeps its slot beyond the vendor's period (arrival jitter).
+    rate_limit_margin: float = 0.5
     #: Per-worker Celery ceilings for each queue (``celeryconfig`` annotations).
     celery_zoho_rate_limit: str | None = None
     celery_concur_rate_limit: str | None = None
@@ -246,6 +248,18 @@ class Settings:
             except ValueError as exc:
                 problems.append(f"{name}: {exc}")
         concur_limits = get("CONCUR_RATE_LIMITS") or ""
+        rate_margin = 0.5
+        if get("RATE_LIMIT_MARGIN") is not None:
+            try:
+                rate_margin = float(get("RATE_LIMIT_MARGIN") or "")
+                if not 0 <= rate_margin < 60:
+                    raise ValueError
+            except ValueError:
+                problems.append(
+                    "RATE_LIMIT_MARGIN must be seconds between 0 and 60, "
+                    f"got {get('RATE_LIMIT_MARGIN')!r}"
+                )
+                rate_margin = 0.5
         if concur_limits:
             try:
                 parse_concur_limits(concur_limits)
@@ -283,6 +297,7 @@ class Settings:
             zoho_rate_limit=rate_settings["ZOHO_RATE_LIMIT"],
             concur_rate_limit=rate_settings["CONCUR_RATE_LIMIT"],
             concur_rate_limits=concur_limits,
+            rate_limit_margin=rate_margin,
             celery_zoho_rate_limit=get("CELERY_ZOHO_RATE_LIMIT"),
             celery_concur_rate_limit=get("CELERY_CONCUR_RATE_LIMIT"),
             visibility_timeout=get_int("CELERY_VISIBILITY_TIMEOUT", 3600),

@@ -356,6 +356,7 @@ def rate_policy(settings: Settings) -> RateLimitPolicy:
         zoho=parse_limit(settings.zoho_rate_limit),
         concur_default=parse_limit(settings.concur_rate_limit),
         concur_by_prefix=parse_concur_limits(settings.concur_rate_limits),
+        margin=getattr(settings, "rate_limit_margin", 0.0),
     )
 
 

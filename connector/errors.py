@@ -97,11 +97,20 @@ class RetryableError(ApiError):
 
 
 class RateLimitedError(RetryableError):
-    """Raised on a 429 or an empty shared bucket; ``retry_after`` is the wait in seconds."""
+    """Raised on a 429 or an empty shared bucket; ``retry_after`` is the wait in seconds.
 
-    def __init__(self, message: str = "", *, retry_after: float = 1.0, **kw: Any) -> None:
+    ``local`` is True when our own shared limiter refused the call before anything was sent
+    (``connector.ratelimit.acquire_or_raise``). That is pacing, not a failure: the pipeline does
+    not count it against the record's transient attempts, so a long backlog drained at the
+    tenant's rate never goes ``dead`` for having waited its turn.
+    """
+
+    def __init__(
+        self, message: str = "", *, retry_after: float = 1.0, local: bool = False, **kw: Any
+    ) -> None:
         super().__init__(message, **kw)
         self.retry_after = max(0.0, float(retry_after))
+        self.local = local
 
 
 class QuotaExhaustedError(RateLimitedError):

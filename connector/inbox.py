@@ -13,12 +13,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import select
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy import bindparam, select, text
 from sqlalchemy.orm import Session
 
-from connector.db import utcnow
+from connector.db import JSONType, UTCDateTime, utcnow
 from connector.models import WebhookEvent, WebhookStatus
 
 
@@ -44,6 +42,22 @@ KEPT_HEADERS = (
 
 def body_hash(body: bytes) -> str:
     return hashlib.sha256(body).hexdigest()
+
+
+#: The receivers' one hot-path statement, written out so SQLAlchemy caches its compiled form:
+#: the dialect ``insert().on_conflict_do_nothing()`` constructs are not cacheable
+#: (``inherit_cache = False``) and were compiled afresh on every webhook. The same text runs on
+#: PostgreSQL and on SQLite (3.35+: ON CONFLICT ... DO NOTHING and RETURNING).
+_INSERT_EVENT = text(
+    "INSERT INTO webhook_events "
+    "(source, dedupe_key, body, headers, connection_id, event_type, status, received_at) "
+    "VALUES (:source, :dedupe_key, :body, :headers, :connection_id, :event_type, :status, "
+    ":received_at) "
+    "ON CONFLICT (source, dedupe_key) DO NOTHING RETURNING id"
+).bindparams(
+    bindparam("headers", type_=JSONType),
+    bindparam("received_at", type_=UTCDateTime()),
+)
 
 
 def store(
@@ -73,13 +87,7 @@ def store(
         "status": WebhookStatus.RECEIVED.value,
         "received_at": utcnow(),
     }
-    insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
-    new_id = session.execute(
-        insert(WebhookEvent)
-        .values(**values)
-        .on_conflict_do_nothing(index_elements=["source", "dedupe_key"])
-        .returning(WebhookEvent.id)
-    ).scalar_one_or_none()
+    new_id = session.execute(_INSERT_EVENT, values).scalar_one_or_none()
     if new_id is not None:
         return Stored(new_id, True, WebhookStatus.RECEIVED.value)
     event_id, status = session.execute(

@@ -289,7 +289,10 @@ def _handle_error(
             )
             return StepResult("done", record.id, state=S.FAILED.value)
         if isinstance(exc, RetryableError):
-            if live.attempts >= backoff.MAX_TRANSIENT_ATTEMPTS:
+            # Our own limiter said "wait": nothing was sent and nothing failed. Give back the
+            # attempt the claim took, so pacing never counts towards going dead.
+            paced = isinstance(exc, RateLimitedError) and exc.local
+            if not paced and live.attempts >= backoff.MAX_TRANSIENT_ATTEMPTS:
                 ledger.transition(
                     session,
                     live,
@@ -326,6 +329,7 @@ def _handle_error(
                     last_error_code=code,
                     last_error_message=message,
                     updated_at=now,
+                    **({"attempts": max(0, live.attempts - 1)} if paced else {}),
                 )
             )
             return StepResult(

@@ -426,12 +426,28 @@ class RateLimitPolicy:
         zoho: Limit = ZOHO_DEFAULT_LIMIT,
         concur_default: Limit = CONCUR_DEFAULT_LIMIT,
         concur_by_prefix: dict[str, Limit] | None = None,
+        *,
+        margin: float = 0.0,
     ) -> None:
-        self.zoho = zoho
-        self.concur_default = concur_default
-        by_prefix = {_normalize_prefix(p): lim for p, lim in (concur_by_prefix or {}).items()}
+        if not (math.isfinite(margin) and margin >= 0):
+            raise ValueError(f"margin must be >= 0 seconds, got {margin!r}")
+        self.margin = margin
+        self.zoho = self._padded(zoho)
+        self.concur_default = self._padded(concur_default)
+        by_prefix = {
+            _normalize_prefix(p): self._padded(lim) for p, lim in (concur_by_prefix or {}).items()
+        }
         # Longest first, so the first match is the most specific.
         self._concur = sorted(by_prefix.items(), key=lambda kv: len(kv[0]), reverse=True)
+
+    def _padded(self, limit: Limit) -> Limit:
+        """The budget as enforced: each grant holds its slot ``margin`` seconds longer than the
+        vendor's period. The vendor counts a call when it arrives, we count it when we grant
+        it; the time in between varies (scheduling, connection set-up), and without the margin a
+        call granted just after a slot freed can arrive before the vendor's window has moved."""
+        if not self.margin:
+            return limit
+        return Limit(limit.requests, limit.period + self.margin)
 
     @property
     def concur_by_prefix(self) -> dict[str, Limit]:
@@ -474,6 +490,7 @@ def acquire_or_raise(limiter: Limiter, key: str, limit: Limit, cost: int = 1) ->
         f"{system} rate limit {limit} reached for {group}; retry in {decision.wait:.3f}s",
         retry_after=decision.wait,
         system=system,
+        local=True,
     )
 
 

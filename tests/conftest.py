@@ -325,28 +325,12 @@ def sandbox_settings(sandbox: Any, db: Any, tmp_path: Path) -> Any:
 
 
 @pytest.fixture
-def connected(db: Any, sandbox_settings: Any, admin: Any) -> int:
-    """A connection with both sides authorized against the sandbox (Zoho self client, US org)."""
-    from connector import authorize, connections
-    from connector.zoho.auth import SCOPE
-    from sandbox.concur import config as concur_config
-    from sandbox.zoho import seed as zoho_seed
+def connected(db: Any, sandbox_settings: Any, sandbox: Any) -> int:
+    """A connection with both sides authorized against the sandbox (Zoho self client, US org;
+    Concur bootstrap of the seeded US company): ``connector.demo.authorize``, which ``connector
+    run`` and ``connector demo`` use too."""
+    from connector import connections, demo
 
     connection_id = connections.create(db, f"acme-{secrets.token_hex(3)}")
-    grant = admin.zoho_self_client_code(scope=SCOPE)
-    authorize.connect_zoho_self_client(
-        db,
-        sandbox_settings,
-        connection_id,
-        code=grant["code"],
-        organization_id=zoho_seed.MAIN_ORG_ID,
-        accounts_server=grant["accounts_server"],
-    )
-    authorize.connect_concur(
-        db,
-        sandbox_settings,
-        connection_id,
-        company_id=concur_config.SEED_US_COMPANY_ID,
-        request_token=concur_config.SEED_US_REQUEST_TOKEN,
-    )
+    demo.authorize(db, sandbox_settings, connection_id, sandbox.url)
     return connection_id

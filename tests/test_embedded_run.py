@@ -61,3 +61,9 @@ def test_connector_run_embedded_is_ready_and_processes_work(tmp_path: Path) -> N
             os.killpg(proc.pid, signal.SIGKILL)
             out, _ = proc.communicate()
     assert "Traceback" not in out, out[-3000:]
+    # The start-up output links the operator's page and the sandbox's page, and the sandbox
+    # set-up (connection, authorization, rules, webhook, ESS subscription) ran.
+    assert f"http://127.0.0.1:{port}/ops" in out, out[-3000:]
+    assert f"sandbox page:          http://127.0.0.1:{sandbox_port}/" in out, out[-3000:]
+    assert "create a bill on the sandbox page" in out.lower()
+    assert "set-up: connection 1 (sandbox-demo) is ready" in out, out[-3000:]

@@ -139,3 +139,65 @@ def test_duplicate_message_for_a_step_does_nothing(db: Any, connection_id: int) 
     rid = new_record(db, connection_id)
     assert run_step(db, rid, Step.FETCH, owner="a", lease_seconds=60).action == "next"
     assert run_step(db, rid, Step.FETCH, owner="b", lease_seconds=60).action == "skip"
+
+
+class _PacedFlow:
+    """The selftest flow, except that our own limiter refuses its fetch ``denials`` times."""
+
+    name = "paced-test"
+
+    def __init__(self, denials: int) -> None:
+        from connector.flows.selftest import SelfTestFlow
+
+        self.inner = SelfTestFlow()
+        self.denials = denials
+
+    def queue_for(self, step: str) -> str:
+        return "default"
+
+    def fetch(self, ctx: Any, rec: SyncRecord) -> dict[str, Any]:
+        from connector.errors import RateLimitedError
+
+        if self.denials > 0:
+            self.denials -= 1
+            raise RateLimitedError("zoho rate limit reached", retry_after=0.5, local=True)
+        return self.inner.fetch(ctx, rec)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+
+def test_waiting_for_our_own_rate_limit_does_not_use_up_attempts(
+    db: Any, connection_id: int
+) -> None:
+    """A long backlog paced by the shared limiter is retried many times before its turn comes;
+    those refusals are not failures, so the record must not go dead (B1's 600-bill backlog)."""
+    from connector import flows
+
+    flows.register(_PacedFlow(denials=backoff.MAX_TRANSIENT_ATTEMPTS + 5))
+    with db.session() as s:
+        rec, _ = ledger.get_or_create(
+            s,
+            connection_id=connection_id,
+            flow="paced-test",
+            source_system="selftest",
+            source_type="probe",
+            source_id=uuid.uuid4().hex,
+            source_version="1",
+            target_system="selftest",
+            stable_ref="REF-P",
+            source_payload={},
+        )
+        rid = rec.id
+    actions = drive(db, rid, max_steps=40)
+    assert actions.count(("retry", "received")) == backoff.MAX_TRANSIENT_ATTEMPTS + 5
+    assert actions[-1] == ("done", "posted")
+    with db.session() as s:
+        retries = (
+            s.execute(
+                select(AuditEvent).where(AuditEvent.record_id == rid, AuditEvent.outcome == "retry")
+            )
+            .scalars()
+            .all()
+        )
+    assert [r.details["attempt"] for r in retries] == [1] * len(retries)

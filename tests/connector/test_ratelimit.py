@@ -572,3 +572,16 @@ def test_two_keys_hammered_at_once_each_get_their_full_budget(backend, tmp_path)
     # Together they exceeded what one shared budget could have granted.
     merged = [t for g in per_key.values() for t in g]
     assert max_in_window(merged, MP_PERIOD) > MP_LIMIT
+
+
+def test_policy_margin_holds_each_slot_longer_than_the_vendor_period() -> None:
+    """Granted here, counted by the vendor on arrival: the margin absorbs the difference."""
+    policy = RateLimitPolicy(
+        Limit(60, 10.0), Limit(600, 60.0), {"/api/v3.0/invoice": Limit(5, 1.0)}, margin=0.5
+    )
+    assert policy.for_zoho("1")[1] == Limit(60, 10.5)
+    assert policy.for_concur("c", "/x")[1] == Limit(600, 60.5)
+    assert policy.for_concur("c", "/api/v3.0/invoice/paymentrequest")[1] == Limit(5, 1.5)
+    assert RateLimitPolicy().for_zoho("1")[1] == Limit(100, 60.0)  # no margin by default
+    with pytest.raises(ValueError):
+        RateLimitPolicy(margin=-1)
