@@ -13,43 +13,20 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
-from functools import wraps
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import click
 
 from connector import __version__
+from connector.commands.common import friendly_errors, load_settings
 from connector.errors import ConfigurationError, ConnectorError
-
-F = TypeVar("F", bound=Callable[..., Any])
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def friendly_errors(fn: F) -> F:
-    @wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return fn(*args, **kwargs)
-        except ConfigurationError as exc:
-            click.echo(f"error: {exc}", err=True)
-            sys.exit(2)
-        except ConnectorError as exc:
-            click.echo(f"error: {type(exc).__name__}: {exc}", err=True)
-            sys.exit(1)
-
-    return wrapper  # type: ignore[return-value]
-
-
 def _settings() -> Any:
-    from connector.config import get_settings
-    from connector.logs import configure_logging
-
-    settings = get_settings()
-    configure_logging(settings.log_level)
-    return settings
+    return load_settings()
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -163,13 +140,13 @@ def selftest(timeout: float) -> None:
 @friendly_errors
 def sync_now(connection: str, flows: tuple[str, ...]) -> None:
     """Run the polling pass of each flow for a connection now and enqueue what it finds."""
-    from connector import sync
+    from connector import connections, sync
     from connector.db import get_database
     from tasks.pipeline import enqueue
 
     settings = _settings()
     db = get_database(settings.database_url)
-    connection_id = int(connection)
+    connection_id = connections.resolve(db, connection).id
     for flow in flows or tuple(sync.available()):
         result = sync.run(db, settings, connection_id, flow)
         for record_id, step in result.records:
@@ -410,8 +387,8 @@ def _supervise(procs: list[tuple[str, subprocess.Popen[bytes]]]) -> None:
     sys.exit(exit_code)
 
 
-# Connections, authorization, ping, webhook and ESS set-up, rules (connector/cli_connections.py).
-from connector.cli_connections import register as _register_connection_commands  # noqa: E402
+# Connections, authorization, ping, webhook and ESS set-up, rules (connector/commands/connections.py).
+from connector.commands.connections import register as _register_connection_commands  # noqa: E402
 
 _register_connection_commands(main)
 

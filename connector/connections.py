@@ -254,6 +254,35 @@ def mark_needs_reauth_in(
     return True
 
 
+def reauthorized_since(
+    session: Session, connection_id: int, system: str | None, since: dt.datetime | None
+) -> bool:
+    """True when ``system``'s credential is connected with a refresh token issued after ``since``.
+
+    A step that started before that moment and failed on a dead credential failed on the one
+    this authorization replaced: parking its record (or marking the side ``needs_reauth`` again)
+    would undo the re-authorization. The row is locked (PostgreSQL) so the answer cannot change
+    under the caller: an authorization committing meanwhile is either seen here or comes after,
+    and then resumes whatever the caller parks.
+    """
+    if system not in SYSTEMS or since is None:
+        return False
+    stmt = (
+        select(Credential)
+        .where(Credential.connection_id == connection_id, Credential.system == system)
+        .execution_options(populate_existing=True)
+    )
+    if session.get_bind().dialect.name == "postgresql":
+        stmt = stmt.with_for_update()
+    row = session.execute(stmt).scalar_one_or_none()
+    return (
+        row is not None
+        and row.status == CredentialStatus.CONNECTED
+        and row.refresh_issued_at is not None
+        and row.refresh_issued_at > since
+    )
+
+
 def mark_needs_reauth(db: Database, connection_id: int, reason: str, *, system: str | None = None) -> bool:
     with db.session() as session:
         return mark_needs_reauth_in(session, connection_id, reason, system=system)

@@ -22,7 +22,7 @@ from sqlalchemy import update
 
 from connector import backoff, flows, ledger
 from connector.config import Settings, get_settings
-from connector.connections import mark_needs_reauth_in
+from connector.connections import mark_needs_reauth_in, reauthorized_since
 from connector.db import Database, utcnow
 from connector.errors import (
     ApiError,
@@ -261,6 +261,27 @@ def _handle_error(
             )
             return StepResult("done", record.id, state=S.WAITING.value)
         if isinstance(exc, ReauthRequired | TokenExpiredError):
+            system = getattr(exc, "system", None) or None
+            if False and live.attempts < backoff.MAX_TRANSIENT_ATTEMPTS and reauthorized_since(
+                session, live.connection_id, system, record.updated_at
+            ):
+                # The side was re-authorized while this step ran: the refusal was about the
+                # credential it replaced. Run the step again with the new one rather than park
+                # the record (and mark the fresh credential dead) behind a working connection.
+                countdown = clocks.transient.delay(0)
+                note = (
+                    f"{message} (the {system} credential was re-authorized while this step "
+                    "ran; retrying with it)"
+                )
+                ledger.audit(
+                    session, live, step=step.value, outcome="retry", message=note,
+                    error_class=error_class, task_id=task_id,
+                    details={"countdown": round(countdown, 3), "attempt": live.attempts},
+                )  # fmt: skip
+                ledger.release(session, live.id, owner)
+                return StepResult(
+                    "retry", record.id, next_step=step, countdown=countdown, state=live.state
+                )
             ledger.transition(
                 session,
                 live,

@@ -9,42 +9,28 @@ from __future__ import annotations
 import datetime as dt
 import json
 import sys
-from collections.abc import Callable
-from functools import wraps
 from pathlib import Path
-from typing import Any, TextIO, TypeVar
+from typing import Any, TextIO
 
 import click
 
-from connector.errors import ConfigurationError, ConnectorError
+from connector.commands import common
+from connector.errors import ConnectorError, QuotaExhaustedError
 
-F = TypeVar("F", bound=Callable[..., Any])
+
+def _quota_spent(exc: ConnectorError) -> int:
+    from connector.backfill import human_duration
+
+    retry_after = getattr(exc, "retry_after", 0.0)
+    click.echo(
+        f"\nstopped: the Zoho daily quota is spent ({exc}); the cursor is saved: run the "
+        f"same command again in {human_duration(retry_after)} to continue",
+        err=True,
+    )
+    return 3
 
 
-def _errors(fn: F) -> F:
-    @wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        from connector.errors import QuotaExhaustedError
-
-        try:
-            return fn(*args, **kwargs)
-        except ConfigurationError as exc:
-            click.echo(f"error: {exc}", err=True)
-            sys.exit(2)
-        except QuotaExhaustedError as exc:
-            from connector.backfill import human_duration
-
-            click.echo(
-                f"\nstopped: the Zoho daily quota is spent ({exc}); the cursor is saved: run the "
-                f"same command again in {human_duration(exc.retry_after)} to continue",
-                err=True,
-            )
-            sys.exit(3)
-        except ConnectorError as exc:
-            click.echo(f"\nerror: {type(exc).__name__}: {exc}", err=True)
-            sys.exit(1)
-
-    return wrapper  # type: ignore[return-value]
+_errors = common.friendly_errors(extra=((QuotaExhaustedError, _quota_spent),))
 
 
 def _summary_line(item: dict[str, Any]) -> str:

@@ -9,31 +9,13 @@ ID --flow vendors`` runs the pass for real.
 from __future__ import annotations
 
 import json
-import sys
-from collections.abc import Callable
-from functools import wraps
-from typing import Any, TypeVar
+from typing import Any
 
 import click
 
-from connector.errors import ConfigurationError, ConnectorError
+from connector.commands import common
 
-F = TypeVar("F", bound=Callable[..., Any])
-
-
-def _errors(fn: F) -> F:
-    @wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return fn(*args, **kwargs)
-        except ConfigurationError as exc:
-            click.echo(f"error: {exc}", err=True)
-            sys.exit(2)
-        except ConnectorError as exc:
-            click.echo(f"error: {type(exc).__name__}: {exc}", err=True)
-            sys.exit(1)
-
-    return wrapper  # type: ignore[return-value]
+_errors = common.friendly_errors
 
 
 def _show(value: Any) -> str:

@@ -10,46 +10,21 @@ from __future__ import annotations
 import json
 import logging
 import sys
-from collections.abc import Callable
-from functools import wraps
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import click
 
+from connector.commands import common
 from connector.config import Settings
-from connector.db import Database, get_database
+from connector.db import Database
 
 log = logging.getLogger(__name__)
 
-F = TypeVar("F", bound=Callable[..., Any])
-
-
-def friendly_errors(fn: F) -> F:
-    """``connector.cli.friendly_errors``, looked up when the command runs.
-
-    Imported lazily: ``connector.cli`` imports this module at its end, and under
-    ``python -m connector.cli`` a module-level import back would find it half-initialised.
-    """
-
-    @wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        from connector.cli import friendly_errors as cli_friendly_errors
-
-        return cli_friendly_errors(fn)(*args, **kwargs)
-
-    return wrapper  # type: ignore[return-value]
-
-
-def _settings() -> Settings:
-    from connector.cli import _settings as cli_settings
-
-    return cli_settings()  # type: ignore[no-any-return]
-
-
-def _context() -> tuple[Settings, Database]:
-    settings = _settings()
-    return settings, get_database(settings.database_url)
+friendly_errors = common.friendly_errors
+_settings = common.load_settings
+_context = common.context
+_echo_json = common.echo_json
 
 
 def _connection_id(db: Database, ident: str) -> int:
@@ -111,7 +86,9 @@ def _side_line(system: str, side: dict[str, Any]) -> str:
         parts.append(f"region {side['region']}")
     if system == "zoho" and side.get("organization_id"):
         org = side["organization_id"]
-        parts.append(f"organization {org}" + (f" ({side['principal']})" if side.get("principal") else ""))
+        parts.append(
+            f"organization {org}" + (f" ({side['principal']})" if side.get("principal") else "")
+        )
     if system == "concur" and side.get("company_id"):
         parts.append(f"company {side['company_id']}")
     if side.get("access_expires_in"):
@@ -223,7 +200,9 @@ def connect_zoho(
     settings, db = _context()
     connection_id = _connection_id(db, connection)
     if not code:
-        start = f"{connections.public_base_url(settings)}/oauth/zoho/start?connection={connection_id}"
+        start = (
+            f"{connections.public_base_url(settings)}/oauth/zoho/start?connection={connection_id}"
+        )
         click.echo(f"Open this URL in a browser to authorize Zoho Books:\n  {start}")
         click.echo("(or pass --code and --organization-id from a Self Client)")
         return
@@ -256,7 +235,9 @@ def connect_zoho(
               help="the company request token (valid 24 hours); prompted if omitted")  # fmt: skip
 @click.option("--auth-url", help="where the bootstrap starts (default: CONCUR_AUTH_URL)")
 @friendly_errors
-def connect_concur(connection: str, company_id: str, request_token: str, auth_url: str | None) -> None:
+def connect_concur(
+    connection: str, company_id: str, request_token: str, auth_url: str | None
+) -> None:
     """Authorize SAP Concur with the company request token (company bootstrap)."""
     from connector import authorize, connections
 
@@ -321,7 +302,9 @@ def webhooks_group() -> None:
 
 @webhooks_group.command("zoho")
 @click.argument("connection")
-@click.option("--rotate", is_flag=True, help="make a new signing secret (the old one stops working)")
+@click.option(
+    "--rotate", is_flag=True, help="make a new signing secret (the old one stops working)"
+)
 @click.option("--json", "as_json", is_flag=True)
 @friendly_errors
 def webhooks_zoho(connection: str, rotate: bool, as_json: bool) -> None:
@@ -414,7 +397,9 @@ def concur_subscriptions(connection: str | None, as_json: bool) -> None:
     for sub in subs:
         endpoint = (sub.get("webHookConfig") or {}).get("endpoint")
         companies = len(sub.get("companyIds") or [])
-        click.echo(f"{sub.get('id')}  {sub.get('topic')}  -> {endpoint}  ({companies} company(ies))")
+        click.echo(
+            f"{sub.get('id')}  {sub.get('topic')}  -> {endpoint}  ({companies} company(ies))"
+        )
 
 
 # --------------------------------------------------------------------------- mappings
