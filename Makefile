@@ -5,7 +5,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: install run demo test test-fast lint format services selftest clean
+.PHONY: install run demo test test-fast chaos lint format services selftest bench clean
 
 install: $(STAMP)
 
@@ -28,11 +28,11 @@ demo: install
 ## Set up and run the whole test suite (starts local PostgreSQL/Redis if installed but stopped).
 test: install
 	@bash scripts/services.sh || true
-	$(PY) -m pytest
+	$(PY) -m pytest -m "not chaos"
 
 ## Unit tests only: no services, no subprocess workers.
 test-fast: install
-	$(PY) -m pytest -m "not slow" --deselect tests/tasks
+	$(PY) -m pytest -m "not slow and not chaos" --deselect tests/tasks
 
 lint: install
 	$(VENV)/bin/ruff check .
@@ -47,6 +47,18 @@ services:
 
 selftest: install
 	$(VENV)/bin/connector selftest
+
+## Benchmarks (issue #9): needs PostgreSQL and redis-server; writes bench/results/*.json and
+## docs/benchmarks.md. About 30 minutes on 2 cores; `python -m bench.run --quick --only B1` for a subset.
+bench: install
+	@bash scripts/services.sh || true
+	$(PY) -m bench.run
+
+## Fault-injection suite (issue #9, docs/chaos.md): the whole stack killed, cut off, throttled,
+## revoked and flooded, plus property-based fuzzing of the receivers and mappings. < 10 minutes.
+chaos: install
+	@bash scripts/services.sh || true
+	$(PY) -m pytest -m chaos tests/chaos
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .ruff_cache

@@ -3,7 +3,7 @@
 ``python -m bench.run [--only B1,B3] [--quick]`` (``make bench`` runs them all at full size).
 Each benchmark measures its baseline in the same run and reports a ratio, so the figures hold on
 a noisy machine; the load average is recorded next to each result. ``--quick`` uses smaller
-sizes for development and writes its results to ``bench/results/quick/`` instead, so committed
+sizes for development and writes its results to ``var/bench-quick/`` (not committed), so committed
 results always come from a full run.
 """
 
@@ -90,12 +90,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", default="", help="comma-separated ids, e.g. B1,B3")
     parser.add_argument("--quick", action="store_true", help="smaller sizes (development)")
     parser.add_argument("--no-docs", action="store_true", help="do not regenerate the docs table")
+    parser.add_argument(
+        "--docs-only", action="store_true", help="only regenerate docs/benchmarks.md from results"
+    )
     args = parser.parse_args(argv)
+    if args.docs_only:
+        from bench.report import render
+
+        (ROOT / "docs" / "benchmarks.md").write_text(render(load_results(RESULTS)))
+        return 0
     ids = [i.strip().upper() for i in args.only.split(",") if i.strip()] or list(BENCHMARKS)
     unknown = [i for i in ids if i not in BENCHMARKS]
     if unknown:
         parser.error(f"unknown benchmark(s) {unknown}; known: {', '.join(BENCHMARKS)}")
-    directory = RESULTS / "quick" if args.quick else RESULTS
+    directory = ROOT / "var" / "bench-quick" if args.quick else RESULTS
     total = time.monotonic()
     for bid in [b for b in BENCHMARKS if b in ids]:
         print(f"[bench] {bid} {'(quick) ' if args.quick else ''}...", flush=True)

@@ -474,4 +474,13 @@ def child_pids(proc: Proc) -> list[int]:
     for task in Path(f"/proc/{proc.popen.pid}/task").glob("*/children"):
         with contextlib.suppress(OSError):
             pids.extend(int(p) for p in task.read_text().split())
-    return sorted(set(pids))
+    return sorted(p for p in set(pids) if _running(p))
+
+
+def _running(pid: int) -> bool:
+    """Alive and not a zombie waiting to be reaped (a killed pool process, for a moment)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[-1].split()[0] not in ("Z", "X")

@@ -254,18 +254,18 @@ def mark_needs_reauth_in(
     return True
 
 
-def reauthorized_since(
-    session: Session, connection_id: int, system: str | None, since: dt.datetime | None
-) -> bool:
-    """True when ``system``'s credential is connected with a refresh token issued after ``since``.
+def reauthorized_meanwhile(session: Session, connection_id: int, system: str | None) -> bool:
+    """True when ``system``'s credential is connected, read under a row lock (PostgreSQL).
 
-    A step that started before that moment and failed on a dead credential failed on the one
-    this authorization replaced: parking its record (or marking the side ``needs_reauth`` again)
-    would undo the re-authorization. The row is locked (PostgreSQL) so the answer cannot change
-    under the caller: an authorization committing meanwhile is either seen here or comes after,
-    and then resumes whatever the caller parks.
+    Asked about a refusal the token manager had already recorded (``ReauthRequired.recorded``:
+    the credential was ``needs_reauth`` when the step read it, or its refresh was refused and
+    marked so). Only a re-authorization turns such a credential back to connected, so the
+    refusal concerned the credential that authorization replaced: parking the record, or
+    marking the side ``needs_reauth`` again, would undo it. The lock orders the caller with the
+    authorization's commit: either it is seen here, or it comes after and resumes whatever the
+    caller parks.
     """
-    if system not in SYSTEMS or since is None:
+    if system not in SYSTEMS:
         return False
     stmt = (
         select(Credential)
@@ -275,12 +275,7 @@ def reauthorized_since(
     if session.get_bind().dialect.name == "postgresql":
         stmt = stmt.with_for_update()
     row = session.execute(stmt).scalar_one_or_none()
-    return (
-        row is not None
-        and row.status == CredentialStatus.CONNECTED
-        and row.refresh_issued_at is not None
-        and row.refresh_issued_at > since
-    )
+    return row is not None and row.status == CredentialStatus.CONNECTED
 
 
 def mark_needs_reauth(db: Database, connection_id: int, reason: str, *, system: str | None = None) -> bool:

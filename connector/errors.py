@@ -148,6 +148,12 @@ class ReauthRequired(ApiError):
 
     failure_type = "config"
 
+    #: True once the credential's state has been settled for this refusal: the token manager
+    #: found it ``needs_reauth`` or marked it so after a refused refresh, or the client recorded
+    #: a 401 that survived a fresh token. Nobody records it again, and a step that gets one
+    #: while the side is being re-authorized retries instead of parking (connector.pipeline).
+    recorded: bool = False
+
 
 class TokenExpiredError(ApiError):
     """Raised on a 401 that one forced refresh may cure (Zoho code 57, Concur 401/403)."""

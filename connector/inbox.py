@@ -60,6 +60,26 @@ _INSERT_EVENT = text(
 )
 
 
+#: ``webhook_events.dedupe_key`` is VARCHAR(255).
+KEY_LENGTH = 255
+
+
+def _storable(text: str) -> str:
+    """Text PostgreSQL accepts: NUL is the one character a text column refuses."""
+    return text.replace("\x00", "\\u0000") if "\x00" in text else text
+
+
+def storable_key(dedupe_key: str) -> str:
+    """The dedupe key as stored: NUL escaped, and a key too long for the column shortened to a
+    prefix plus its SHA-256, so two long keys sharing a prefix stay two keys (cutting them to
+    255 characters would have made the second a "duplicate" of the first)."""
+    key = _storable(dedupe_key)
+    if len(key) <= KEY_LENGTH:
+        return key
+    digest = hashlib.sha256(key.encode("utf-8", errors="surrogatepass")).hexdigest()
+    return f"{key[: KEY_LENGTH - len(digest) - 8]}:sha256:{digest}"
+
+
 def store(
     session: Session,
     *,
@@ -75,15 +95,19 @@ def store(
     One statement on the hot path: INSERT ... ON CONFLICT DO NOTHING RETURNING id. Only a
     repeated delivery pays for a second query, to read the first one's status.
     """
-    kept = {k: v for k, v in ((k.lower(), v) for k, v in headers.items()) if k in KEPT_HEADERS}
-    key = dedupe_key[:255]
+    kept = {
+        k: _storable(v)
+        for k, v in ((k.lower(), v) for k, v in headers.items())
+        if k in KEPT_HEADERS
+    }
+    key = storable_key(dedupe_key)
     values: dict[str, Any] = {
         "source": source,
         "dedupe_key": key,
-        "body": body.decode("utf-8", errors="replace"),
+        "body": _storable(body.decode("utf-8", errors="replace")),
         "headers": kept,
         "connection_id": connection_id,
-        "event_type": event_type,
+        "event_type": _storable(event_type)[:64] if event_type is not None else None,
         "status": WebhookStatus.RECEIVED.value,
         "received_at": utcnow(),
     }

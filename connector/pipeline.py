@@ -22,7 +22,7 @@ from sqlalchemy import update
 
 from connector import backoff, flows, ledger
 from connector.config import Settings, get_settings
-from connector.connections import mark_needs_reauth_in, reauthorized_since
+from connector.connections import mark_needs_reauth_in, reauthorized_meanwhile
 from connector.db import Database, utcnow
 from connector.errors import (
     ApiError,
@@ -262,8 +262,10 @@ def _handle_error(
             return StepResult("done", record.id, state=S.WAITING.value)
         if isinstance(exc, ReauthRequired | TokenExpiredError):
             system = getattr(exc, "system", None) or None
-            if False and live.attempts < backoff.MAX_TRANSIENT_ATTEMPTS and reauthorized_since(
-                session, live.connection_id, system, record.updated_at
+            if (
+                getattr(exc, "recorded", False)
+                and live.attempts < backoff.MAX_TRANSIENT_ATTEMPTS
+                and reauthorized_meanwhile(session, live.connection_id, system)
             ):
                 # The side was re-authorized while this step ran: the refusal was about the
                 # credential it replaced. Run the step again with the new one rather than park

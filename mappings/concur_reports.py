@@ -352,20 +352,37 @@ class ConcurReportSchema(_Inbound):
 # --------------------------------------------------------------------------- assembly
 
 
-def _items(pages: Iterable[Any] | Mapping[str, Any] | None) -> list[Mapping[str, Any]]:
-    """Flatten v3 pages (``{"Items": [...], "NextPage": ...}``) or plain item lists."""
+def _items(
+    pages: Iterable[Any] | Mapping[str, Any] | None, where: str, errors: dict[str, Any]
+) -> list[Any]:
+    """Flatten v3 pages (``{"Items": [...], "NextPage": ...}``) or plain item lists.
+
+    A page or ``Items`` value of another shape (``null``, a number, a string) is reported in
+    ``errors`` under ``where``, like an item that fails its schema.
+    """
     if pages is None:
         return []
-    seq: Iterable[Any] = [pages] if isinstance(pages, Mapping) else pages
-    out: list[Mapping[str, Any]] = []
-    for page in seq:
+    if isinstance(pages, Mapping):
+        seq: list[Any] = [pages]
+    elif isinstance(pages, list | tuple):
+        seq = list(pages)
+    else:
+        errors[where] = [f"expected a page or a list of pages, got {type(pages).__name__}"]
+        return []
+    out: list[Any] = []
+    for n, page in enumerate(seq):
         if isinstance(page, Mapping) and "Items" in page:
-            items: Iterable[Mapping[str, Any]] = page.get("Items") or []
-            out.extend(items)
+            items = page.get("Items")
+            if isinstance(items, list | tuple):
+                out.extend(items)
+            elif items is not None:
+                errors[f"{where}[{n}].Items"] = [f"expected a list, got {type(items).__name__}"]
         elif isinstance(page, Mapping):
             out.append(page)
-        else:
+        elif isinstance(page, list | tuple):
             out.extend(page)
+        else:
+            errors[f"{where}[{n}]"] = [f"expected an object or a list, got {type(page).__name__}"]
     return out
 
 
@@ -406,12 +423,12 @@ def assemble_report(
     entry_schema, alloc_schema = ConcurEntrySchema(), ConcurAllocationSchema()
 
     entries: dict[str, dict[str, Any]] = {}
-    for n, raw in enumerate(_items(entries_json_pages)):
+    for n, raw in enumerate(_items(entries_json_pages, "entries", errors)):
         loaded = _load(entry_schema, raw, f"entries[{n}]", errors)
         if loaded is not None:
             entries[loaded["id"]] = loaded
     allocations: dict[str, dict[str, Any]] = {}
-    for n, raw in enumerate(_items(allocations_json_pages)):
+    for n, raw in enumerate(_items(allocations_json_pages, "allocations", errors)):
         loaded = _load(alloc_schema, raw, f"allocations[{n}]", errors)
         if loaded is not None:
             allocations[loaded["id"]] = loaded

@@ -7,7 +7,7 @@ Floats never touch an amount: vendor JSON numbers are parsed with ``Decimal(str(
 from __future__ import annotations
 
 from collections.abc import Sequence
-from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+from decimal import ROUND_HALF_UP, Context, Decimal, InvalidOperation
 
 #: ISO 4217 minor units for currencies that are not 2-decimal. Zoho reports
 #: ``price_precision`` per currency too; pass it explicitly when known.
@@ -46,22 +46,38 @@ def precision(currency: str, override: int | None = None) -> int:
     return _MINOR_UNITS.get(currency.upper(), 2)
 
 
+#: No vendor amount, rate or quantity reaches a quadrillion; a value that does is malformed
+#: input (and would overflow the 28-digit decimal context once quantized).
+MAX_MAGNITUDE = Decimal("1e15")
+
+#: Room for products of in-range values (rate x quantity) when they are rounded.
+_WIDE = Context(prec=60)
+
+
 def to_decimal(value: object) -> Decimal:
-    """Parse a vendor amount exactly; ``1.1`` the float becomes ``Decimal('1.1')``, not 1.1000000000000000888."""
+    """Parse a vendor amount exactly; ``1.1`` the float becomes ``Decimal('1.1')``, not 1.1000000000000000888.
+
+    Raises ``ValueError`` for anything that is not a number, and for a finite number of a
+    quadrillion or more (``MAX_MAGNITUDE``).
+    """
     if isinstance(value, Decimal):
-        return value
-    if isinstance(value, bool) or value is None:
+        amount = value
+    elif isinstance(value, bool) or value is None:
         raise ValueError(f"not an amount: {value!r}")
-    try:
-        return Decimal(str(value).strip())
-    except InvalidOperation as exc:
-        raise ValueError(f"not an amount: {value!r}") from exc
+    else:
+        try:
+            amount = Decimal(str(value).strip())
+        except InvalidOperation as exc:
+            raise ValueError(f"not an amount: {value!r}") from exc
+    if amount.is_finite() and abs(amount) >= MAX_MAGNITUDE:
+        raise ValueError(f"amount out of range: {value!r}")
+    return amount
 
 
 def quantize(amount: Decimal, currency: str, places: int | None = None) -> Decimal:
     """Round half-up to the currency's precision (the rounding accountants expect)."""
     exp = Decimal(1).scaleb(-precision(currency, places))
-    return amount.quantize(exp, rounding=ROUND_HALF_UP)
+    return amount.quantize(exp, rounding=ROUND_HALF_UP, context=_WIDE)
 
 
 def format_amount(amount: Decimal, currency: str, places: int | None = None) -> str:

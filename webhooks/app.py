@@ -8,7 +8,7 @@ from typing import Any
 from flask import Flask, abort, jsonify, request
 from kombu.exceptions import OperationalError as KombuOperationalError
 from redis.exceptions import ConnectionError as RedisConnectionError
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import DataError, SQLAlchemyError
 from werkzeug.exceptions import HTTPException
 
 from connector.config import Settings, get_settings
@@ -76,6 +76,15 @@ def _register_error_handlers(app: Flask) -> None:
     @app.errorhandler(WebhookError)
     def _webhook_error(exc: WebhookError) -> Any:
         return jsonify(error=type(exc).__name__, message=str(exc)), exc.status
+
+    @app.errorhandler(DataError)
+    def _unstorable(exc: DataError) -> Any:
+        # The request carried a value the database refuses (too long, out of range): retrying
+        # the same request cannot help, so not 503.
+        log.warning("request holds a value the database refuses: %s", type(exc.orig).__name__)
+        return jsonify(
+            error="unstorable", message="a value in the request cannot be stored (too long?)"
+        ), 400
 
     @app.errorhandler(SQLAlchemyError)
     def _database_down(exc: SQLAlchemyError) -> Any:

@@ -185,12 +185,14 @@ def reauth_error(view: CredentialView | Credential, reason: str | None = None) -
         if view.system == "zoho"
         else f"`connector connect concur {view.connection_id} …` with a new request token"
     )
-    return ReauthRequired(
+    error = ReauthRequired(
         f"connection {view.connection_id}: the {view.system} credential needs re-authorization"
         + (f" ({reason})" if reason else "")
         + f"; re-authorize with {how}",
         system=view.system,
     )
+    error.recorded = True  # every caller has found or marked the credential needs_reauth
+    return error
 
 
 # --------------------------------------------------------------------------- manager
@@ -329,12 +331,25 @@ class TokenManager:
         assert dead is not None
         raise reauth_error(view, dead.context.get("vendor_message") or str(dead)) from dead
 
-    def mark_dead(self, reason: str) -> None:
-        """Record that the vendor refused a freshly refreshed token (a 401 after refresh)."""
+    def mark_dead(self, reason: str, *, refused_token: str | None = None) -> None:
+        """Record that the vendor refused a freshly refreshed token (a 401 after refresh).
+
+        With ``refused_token``, only while the stored token is still that one: a credential
+        refreshed or re-authorized since the refusal is not the one that was refused.
+        """
         with self.db.session() as session:
             row = lock_credential(session, self.credential_id)
-            if row is not None and row.status != CredentialStatus.NEEDS_REAUTH:
-                self._mark(session, row, reason)
+            if row is None or row.status == CredentialStatus.NEEDS_REAUTH:
+                return
+            if refused_token is not None:
+                stored = self.vault.decrypt(row.access_token_enc) if row.access_token_enc else None
+                if stored != refused_token:
+                    log.info(
+                        "%s credential %s changed since the refused call; not marked",
+                        self.refresher.system, self.credential_id,
+                    )  # fmt: skip
+                    return
+            self._mark(session, row, reason)
 
     def _mark(self, session: Session, row: Credential, reason: str) -> None:
         row.status = CredentialStatus.NEEDS_REAUTH.value
@@ -370,7 +385,7 @@ class RefreshingAuth:
 
     def credential_dead(self, reason: str) -> None:
         """Called by the client when a 401 survived the forced refresh."""
-        self.manager.mark_dead(reason)
+        self.manager.mark_dead(reason, refused_token=self._last_token)
 
 
 class StaticToken:

@@ -80,7 +80,11 @@ class ZohoBooksClient(ApiClient):
         try:
             return super().request(method, path, params=query, **kwargs)
         except ReauthRequired as exc:
+            # A refusal the token manager already recorded (the credential was needs_reauth,
+            # or its refresh was refused) is not news; recording it again here could condemn
+            # a credential re-authorized in the meantime.
             dead = getattr(self.auth, "credential_dead", None)
-            if callable(dead):
+            if callable(dead) and not exc.recorded:
                 dead(str(exc))
+                exc.recorded = True
             raise

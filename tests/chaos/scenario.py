@@ -161,7 +161,9 @@ class Chaos:
             **self.overrides,
         }
         self.stack.extra_env.update(self.env)
-        self.settings = Settings.from_env({**self.stack.env(), "DATABASE_URL": direct_url(self.stack)})
+        self.settings = Settings.from_env(
+            {**self.stack.env(), "DATABASE_URL": direct_url(self.stack)}
+        )
         # The sandbox: no latency, room for the backlog, retries that outlast a short outage.
         self.admin.zoho_limits(per_minute=100000, reset_windows=True)
         self.admin.configure_deliveries(base_delay=0.5, factor=2.0, timeout=5.0)
@@ -351,7 +353,9 @@ class Chaos:
                 )
             ).all()
         lines = ["ledger (flow, state, last error: count, e.g. message):"]
-        lines += [f"  {f} {st} {code or '-'}: {n}  {(msg or '')[:160]}" for f, st, code, n, msg in rows]
+        lines += [
+            f"  {f} {st} {code or '-'}: {n}  {(msg or '')[:160]}" for f, st, code, n, msg in rows
+        ]
         lines += ["inbox (source, status: count):"]
         lines += [f"  {src} {st}: {n}" for src, st, n in inbox]
         return "\n".join(lines)
@@ -402,7 +406,9 @@ class Chaos:
         state = self.sandbox.state
         duplicates = self.admin.duplicates()
         problems = {
-            f"{vendor}.{kind}": [i for i in items if i not in self.baseline_duplicates[vendor][kind]]
+            f"{vendor}.{kind}": [
+                i for i in items if i not in self.baseline_duplicates[vendor][kind]
+            ]
             for vendor, kinds in duplicates.items()
             for kind, items in kinds.items()
         }
@@ -419,7 +425,9 @@ class Chaos:
             by_number = Counter(str(pr.get("InvoiceNumber")) for pr in requests_)
             rendered = {
                 str(pr.get("InvoiceNumber")): (
-                    pr["_vendor_key"][:2], pr.get("CurrencyCode"), str(pr.get("InvoiceAmount"))
+                    pr["_vendor_key"][:2],
+                    pr.get("CurrencyCode"),
+                    str(pr.get("InvoiceAmount")),
                 )
                 for pr in requests_
             }
@@ -459,9 +467,7 @@ class Chaos:
         # The ledger: one posted record per source record, nothing left moving or parked.
         with self.db.session() as s:
             per_state = dict(
-                s.execute(
-                    select(SyncRecord.state, func.count()).group_by(SyncRecord.state)
-                ).all()
+                s.execute(select(SyncRecord.state, func.count()).group_by(SyncRecord.state)).all()
             )
             posted = s.execute(
                 select(SyncRecord.flow, SyncRecord.stable_ref, SyncRecord.source_id)
@@ -528,7 +534,9 @@ class FanOut:
             def send(i: int) -> None:
                 try:
                     barrier.wait(10)
-                    statuses[i] = requests.post(url, data=body, headers=headers, timeout=15).status_code
+                    statuses[i] = requests.post(
+                        url, data=body, headers=headers, timeout=15
+                    ).status_code
                 except (requests.RequestException, threading.BrokenBarrierError):
                     statuses[i] = 0
 

@@ -22,8 +22,8 @@ import pytest
 import requests
 from sqlalchemy import func, select
 
-from bench.stack import ROOT, child_pids, wait_until
-from connector.models import AuditEvent, Connection, SyncRecord, WebhookEvent
+from bench.stack import ROOT, child_pids
+from connector.models import AuditEvent, Connection, Credential, SyncRecord, WebhookEvent
 from tests.chaos.scenario import COMPANY, ORG, FanOut
 
 pytestmark = [pytest.mark.chaos, pytest.mark.slow]
@@ -62,30 +62,47 @@ def test_kill9_workers_ten_times(chaos: Any) -> None:
     total = len(c.backlog.bills) + len(c.backlog.reports)
     # A kill moment is a point of progress (records posted), so every kill lands mid-run.
     moments = sorted(rng.sample(range(5, int(total * 0.8)), 10))
+    # Seven pool processes and three whole workers, in a seeded order.
+    kinds = ["pool"] * 7 + ["worker"] * 3
+    rng.shuffle(kinds)
     kills: list[str] = []
     generation = 0
-    for moment in moments:
+    for moment, kind in zip(moments, kinds, strict=True):
         c.wait(lambda m=moment: c.count(states=("posted",)) >= m, timeout=120,
                what=f"{moment} records posted")  # fmt: skip
         name = rng.choice(sorted(c.workers))
         worker = c.workers[name]
         children = child_pids(worker)
-        if children and rng.random() < 0.5:
-            pid = rng.choice(children)
+        # Preferably a pool process in the middle of a step (it holds a record's lease).
+        leasing = _leasing_pids(c)
+        pool = sorted(set(children) & leasing) or children
+        if pool and kind == "pool":
+            pid = rng.choice(pool)
             os.kill(pid, signal.SIGKILL)
-            kills.append(f"{name}/child {pid} at {moment}")
+            where = "mid-step" if pid in leasing else "idle"
+            kills.append(f"{name}: pool process {pid} ({where}) at {moment} posted")
         else:
             worker.kill()  # kill -9 of the worker's process group: main process and pool
             del c.workers[name]
             generation += 1
             c.start_worker(f"{name[:2]}{generation}", 2)
-            kills.append(f"{name} (whole worker) at {moment}")
+            kills.append(f"{name}: whole worker and pool at {moment} posted")
     assert len(kills) == 10
     result = c.final_check(timeout=180)
     redriven = _audit_count(c, step="sweeper", outcome="redriven")
     adopted = _audit_count(c, step="post", outcome="adopted")
-    c.report(seed=seed, kills=len(kills), redriven=redriven, adopted=adopted, **result)
-    print("\n".join(kills))
+    c.report(seed=seed, kills="; ".join(kills), redriven=redriven, adopted=adopted, **result)
+
+
+def _leasing_pids(c: Any) -> set[int]:
+    """Processes holding a record's lease right now (owner ``host:pid:task id``)."""
+    with c.db.session() as s:
+        owners = s.execute(
+            select(SyncRecord.lease_owner).where(SyncRecord.lease_owner.is_not(None))
+        ).scalars()
+        return {
+            int(o.split(":")[1]) for o in owners if o.count(":") >= 2 and o.split(":")[1].isdigit()
+        }
 
 
 # --------------------------------------------------------------------------- 2. Redis restart
@@ -106,7 +123,9 @@ def test_redis_restart_mid_run(chaos: Any) -> None:
     c.wait(lambda: _ready(c.receiver), timeout=30, what="/readyz 200 after the restart")
     fresh = c.create_bills(1, start=10_000)
     [number] = fresh
-    c.wait(lambda: _posted_bill(c, number), timeout=90, what=f"bill {number} (after restart) posted")
+    c.wait(
+        lambda: _posted_bill(c, number), timeout=90, what=f"bill {number} (after restart) posted"
+    )
     c.timings["fresh_after_restart"] = time.monotonic() - restarted
     result = c.final_check(timeout=180)
     c.report(redriven=_audit_count(c, step="sweeper", outcome="redriven"), lost=lost, **result)
@@ -213,7 +232,9 @@ def test_commit_then_fail_on_every_post(chaos: Any) -> None:
                         (ZOHO_CONTACTS, 2)):  # fmt: skip
         c.admin.add_fault("POST", path, "commit_then_fail", count=count)
     c.create_backlog(bills=190)
-    c.create_bills(10, start=190, vendors=[("Hertz Corporation", "USD"), ("Uber Technologies", "USD")])
+    c.create_bills(
+        10, start=190, vendors=[("Hertz Corporation", "USD"), ("Uber Technologies", "USD")]
+    )
     result = c.final_check(timeout=180)
     patterns = (PAYMENT_REQUESTS, JOURNALS, CONCUR_VENDORS, ZOHO_CONTACTS)
     fired = {p: 0 for p in patterns}
@@ -257,7 +278,11 @@ def test_429_storms_and_5xx_bursts_from_both_vendors(chaos: Any) -> None:
     result = c.final_check(timeout=240)
     fired = [f["kind"] for f in c.admin.faults()["history"]]
     stats = c.admin.stats()
-    limited = sum(stats.get("rate_limited", {}).values()) if isinstance(stats.get("rate_limited"), dict) else None
+    limited = (
+        sum(stats.get("rate_limited", {}).values())
+        if isinstance(stats.get("rate_limited"), dict)
+        else None
+    )
     assert {"429", "500", "502", "503"} <= set(fired)
     c.report(injected=len(fired), limited_429=limited, **result)
 
@@ -310,7 +335,12 @@ def _connection_trail(c: Any) -> str:
             .where(AuditEvent.step.in_(("connection", "resume")) | (AuditEvent.to_state == "needs_reauth"))
             .order_by(AuditEvent.id)
         ).all()  # fmt: skip
-    return "\n".join(" | ".join(str(x)[:150] for x in row) for row in rows[-40:])
+        creds = s.execute(select(Credential.system, Credential.status, Credential.refresh_issued_at,
+                                 Credential.updated_at)).all()  # fmt: skip
+        conn = s.get(Connection, c.cid)
+        status = (conn.status, conn.status_reason)
+    lines = [" | ".join(str(x)[:150] for x in row) for row in rows[-40:]]
+    return "\n".join([*lines, f"credentials: {creds}", f"connection: {status}"])
 
 
 def _connection_status(c: Any) -> str:

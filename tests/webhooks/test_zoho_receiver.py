@@ -186,3 +186,24 @@ def test_sandbox_signed_delivery_verifies() -> None:
     body = json.dumps(BILL).encode()
     params = [("a", "1"), ("JSONString", "x")]
     assert verify_zoho(SECRET, params=params, body=body, signature=sandbox_sign(SECRET, params, body), token=None) == "signature"
+
+
+def test_a_rotated_secret_applies_to_the_very_next_delivery(
+    app_and_calls: Any, db: Database
+) -> None:
+    """The receiver keeps decrypted secrets per stored ciphertext (B3): rotating the secret
+    stores a new ciphertext, so the old secret stops working at once and the new one works."""
+    client, _calls, (cid, _) = app_and_calls
+    body = json.dumps(BILL).encode()
+    headers = {"X-Zoho-Webhook-Signature": sign([], body), "Content-Type": "application/json"}
+    assert client.post(f"/webhooks/zoho/{cid}", data=body, headers=headers).status_code == 202
+    with db.session() as s:
+        s.get(Connection, cid).webhook_secret_enc = Vault([KEY]).encrypt("rotatedSecret9876")
+    other = json.dumps({"bill": {**BILL["bill"], "bill_id": "4600000002"}}).encode()
+    stale = {"X-Zoho-Webhook-Signature": sign([], other), "Content-Type": "application/json"}
+    assert client.post(f"/webhooks/zoho/{cid}", data=other, headers=stale).status_code == 401
+    fresh = {
+        "X-Zoho-Webhook-Signature": sign([], other, "rotatedSecret9876"),
+        "Content-Type": "application/json",
+    }
+    assert client.post(f"/webhooks/zoho/{cid}", data=other, headers=fresh).status_code == 202

@@ -1,0 +1,125 @@
+"""Authenticated deliveries whose values PostgreSQL would refuse as they are (found by the chaos
+suite's receiver fuzzing, docs/chaos.md): they are stored, never answered 500 or 503.
+
+- a NUL character (``\\u0000`` in the JSON) in an event id or a document id: PostgreSQL text
+  refuses NUL, psycopg2 raised ``ValueError`` and the receiver answered 500;
+- an ``eventType`` (or Zoho entity key) longer than the 64-character column: ``DataError``,
+  answered 503 "database unavailable", so the sender retried it for ever;
+- two event ids longer than the 255-character key column that share their first 255
+  characters: the key was cut to 255, so the second event was taken for a repeat of the first
+  and dropped.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import func, select
+from sqlalchemy.exc import DataError
+
+from connector.config import Settings
+from connector.db import Database
+from connector.models import Connection, WebhookEvent
+from connector.vault import Vault
+from tests.webhooks.test_concur_receiver import COMPANY, KEY, event, signed, write_key
+from tests.webhooks.test_zoho_receiver import BILL, SECRET, sign
+from webhooks import create_app
+
+
+@pytest.fixture
+def client(db: Database, tmp_path: Path) -> Any:
+    private = write_key(tmp_path / "ess.pem")
+    settings = Settings.from_env({
+        "CONNECTOR_SECRET_KEY": KEY, "CONNECTOR_VAR_DIR": str(tmp_path),
+        "CONCUR_WEBHOOK_PUBLIC_KEYS": str(tmp_path / "ess.pem"),
+    })  # fmt: skip
+    with db.session() as s:
+        conn = Connection(
+            name="limits", concur_company_id=COMPANY,
+            webhook_secret_enc=Vault([KEY]).encrypt(SECRET),
+        )  # fmt: skip
+        s.add(conn)
+        s.flush()
+        cid = conn.id
+    app = create_app(settings, db=db, config={"ENQUEUE_EVENT": lambda _id: None})
+    return app, app.test_client(), private, cid
+
+
+def _events(db: Database) -> list[WebhookEvent]:
+    with db.session() as s:
+        rows = list(s.execute(select(WebhookEvent).order_by(WebhookEvent.id)).scalars())
+        for row in rows:
+            s.expunge(row)
+        return rows
+
+
+def _concur(client: Any, private: Any, payload: dict[str, Any]) -> Any:
+    body = json.dumps(payload).encode()
+    return client.post(
+        "/webhooks/concur", data=body,
+        headers={"Content-Type": "application/json", "Concur-Signature": signed(private, body)},
+    )  # fmt: skip
+
+
+def test_event_id_with_nul_is_stored(client: Any, db: Database) -> None:
+    _, http, private, _ = client
+    answer = _concur(http, private, {**event(), "id": "evt\x00one"})
+    assert answer.status_code == 202, answer.json
+    again = _concur(http, private, {**event(), "id": "evt\x00one"})
+    assert again.status_code == 200  # the same id is still recognised as a repeat
+    [stored] = _events(db)
+    assert "\x00" not in stored.dedupe_key
+
+
+def test_long_event_type_is_stored(client: Any, db: Database) -> None:
+    _, http, private, _ = client
+    answer = _concur(http, private, {**event(), "eventType": "statusChanged" * 10})
+    assert answer.status_code == 202, answer.json
+    [stored] = _events(db)
+    assert stored.event_type == ("statusChanged" * 10)[:64]
+
+
+def test_long_event_ids_sharing_a_prefix_stay_two_events(client: Any, db: Database) -> None:
+    _, http, private, _ = client
+    prefix = "e" * 300
+    assert _concur(http, private, {**event(), "id": prefix + "-1"}).status_code == 202
+    second = _concur(http, private, {**event(), "id": prefix + "-2"})
+    assert second.status_code == 202, "a different event was taken for a repeat"
+    keys = [e.dedupe_key for e in _events(db)]
+    assert len(keys) == 2 and len(set(keys)) == 2 and all(len(k) <= 255 for k in keys)
+    assert _concur(http, private, {**event(), "id": prefix + "-2"}).status_code == 200
+
+
+def test_zoho_ids_with_nul_and_long_entity_keys_are_stored(client: Any, db: Database) -> None:
+    _, http, _, cid = client
+    for payload in (
+        {"bill": {**BILL["bill"], "bill_id": "46\x0001"}},
+        {"x" * 100: {"some_id": "1", "last_modified_time": "2026-11-28T10:00:00+0000"}},
+    ):
+        body = json.dumps(payload).encode()
+        answer = http.post(
+            f"/webhooks/zoho/{cid}", data=body,
+            headers={"X-Zoho-Webhook-Signature": sign([], body), "Content-Type": "application/json"},
+        )  # fmt: skip
+        assert answer.status_code == 202, answer.json
+    with db.session() as s:
+        assert s.scalar(select(func.count()).select_from(WebhookEvent)) == 2
+
+
+def test_a_value_the_database_refuses_is_a_400_not_a_503(
+    client: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from connector import inbox
+
+    _, http, private, _ = client
+
+    def refuse(*_a: Any, **_k: Any) -> Any:
+        raise DataError("INSERT ...", {}, ValueError("value too long for type character varying"))
+
+    monkeypatch.setattr(inbox, "store", refuse)
+    answer = _concur(http, private, event())
+    assert answer.status_code == 400
+    assert answer.json["message"]
