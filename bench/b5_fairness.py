@@ -1,7 +1,8 @@
 """B5 fairness: do 19 small organizations wait behind one big organization's backlog?
 
 20 connections, each on its own Zoho organization (the seeded one plus extra organizations the
-benchmark sandbox adds), one Concur company, sandbox limits off, two worker processes
+benchmark sandbox adds) and its own Concur company (a company belongs to one connection),
+sandbox limits off, two worker processes
 (``--concurrency 1`` each, all queues).
 
 - baseline ("big idle"): 10 bills for each of the 19 small organizations, enqueued at once;

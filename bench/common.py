@@ -1,4 +1,8 @@
-"""Shared plumbing for the benchmarks: services, free ports, processes, result files."""
+"""Shared plumbing for the benchmarks: free ports, processes, result files.
+
+Multi-process benchmarks run on ``bench.harness`` (a private ``redis-server`` per stack): nothing
+here touches the machine's shared Redis.
+"""
 
 from __future__ import annotations
 
@@ -20,7 +24,6 @@ import sqlalchemy as sa
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
 PG_SERVER = os.environ.get("BENCH_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test")
-REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/14")
 SECRET_KEY = "x8bQ7m2b0s6yQdG6D9b4b9o2s1Jm3e0kq8m7k4n5p6o="
 
 
@@ -42,29 +45,6 @@ def fresh_schema(name: str) -> str:
     url = f"{PG_SERVER}{sep}options=-csearch_path%3D{name}"
     upgrade(url)
     return url
-
-
-def flush_redis() -> None:
-    import redis
-
-    client = redis.Redis.from_url(REDIS_URL)
-    client.flushdb()
-    client.close()
-
-
-def stack_env(database_url: str, var_dir: Path, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("CONNECTOR_", "CELERY_"))}
-    var_dir.mkdir(parents=True, exist_ok=True)
-    env.update(
-        DATABASE_URL=database_url,
-        REDIS_URL=REDIS_URL,
-        CONNECTOR_SECRET_KEY=SECRET_KEY,
-        CONNECTOR_VAR_DIR=str(var_dir),
-        PYTHONPATH=str(ROOT),
-        LOG_LEVEL="WARNING",
-        **extra,
-    )
-    return env
 
 
 @contextmanager
