@@ -58,7 +58,7 @@ bench: install
 ## revoked and flooded, plus property-based fuzzing of the receivers and mappings. < 10 minutes.
 chaos: install
 	@bash scripts/services.sh || true
-	$(PY) -m pytest -m chaos tests/chaos
+	$(PY) -m pytest -m chaos --durations=15 tests/chaos
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .ruff_cache

@@ -8,7 +8,9 @@ import socket
 from typing import Any
 
 from celery import Task
+from sqlalchemy.exc import InterfaceError, OperationalError
 
+from connector import backoff
 from connector.config import get_settings
 from connector.db import Database, get_database
 from connector.errors import RateLimitedError
@@ -53,3 +55,16 @@ class ConnectorTask(Task):  # type: ignore[misc]
                 exc.retry_after,
             )
             raise self.retry(countdown=exc.retry_after, exc=exc) from None
+        except (OperationalError, InterfaceError) as exc:
+            # The database is unreachable. Celery acknowledges a task that raises, even with
+            # acks_late, so without this the message would be gone and only the sweeper (after
+            # a lease) could bring the work back. Retrying keeps it in the broker instead.
+            countdown = backoff.TRANSIENT.delay(self.request.retries + 1)
+            log.warning(
+                "task %s[%s] database unavailable (%s); retry in %.1fs",
+                self.name,
+                self.request.id,
+                type(exc).__name__,
+                countdown,
+            )
+            raise self.retry(countdown=countdown, exc=exc) from None
