@@ -235,16 +235,21 @@ def test_commit_then_fail_on_every_post(chaos: Any) -> None:
     c.create_bills(
         10, start=190, vendors=[("Hertz Corporation", "USD"), ("Uber Technologies", "USD")]
     )
-    result = c.final_check(timeout=180)
     patterns = (PAYMENT_REQUESTS, JOURNALS, CONCUR_VENDORS, ZOHO_CONTACTS)
-    fired = {p: 0 for p in patterns}
-    for f in c.admin.faults()["history"]:
-        for p in patterns:
-            if f.get("kind") == "commit_then_fail" and fnmatch.fnmatch(f["path"], p):
-                fired[p] += 1
-    assert all(fired.values()), f"a POST type never hit its fault: {fired}"
+
+    def fired() -> dict[str, int]:
+        counts = dict.fromkeys(patterns, 0)
+        for f in c.admin.faults()["history"]:
+            for p in patterns:
+                if f.get("kind") == "commit_then_fail" and fnmatch.fnmatch(f["path"], p):
+                    counts[p] += 1
+        return counts
+
+    # The Zoho contacts are created by the vendors pass (beat, every 5 s), whenever it runs.
+    c.wait(lambda: all(fired().values()), timeout=180, what="a lost answer on every POST type")
+    result = c.final_check(timeout=180)
     adopted = _audit_count(c, step="post", outcome="adopted")
-    c.report(fired=fired, adopted=adopted, **result)
+    c.report(fired=fired(), adopted=adopted, **result)
 
 
 # --------------------------------------------------------------------------- 5. 429 and 5xx
@@ -298,7 +303,7 @@ def test_token_revoked_mid_run_parks_then_resumes(chaos: Any) -> None:
     c.admin.zoho_revoke(id=token["id"])
     revoked = time.monotonic()
     c.wait(lambda: _connection_status(c) == "needs_reauth", timeout=60, what="needs_reauth")
-    c.wait(lambda: c.count(states=("needs_reauth",)) >= 10, timeout=60, what="records parked")
+    c.wait(lambda: c.count(states=("needs_reauth",)) >= 5, timeout=60, what="records parked")
     parked = c.count(states=("needs_reauth",))
     assert c.count(states=("dead", "failed")) == 0
     alerts = _audit_count(c, step="connection", outcome="needs_reauth")
@@ -359,6 +364,7 @@ def test_every_webhook_delivered_five_times_concurrently(chaos: Any) -> None:
         c.subscribe(f"{fan.url}/webhooks/concur")
         c.create_backlog()
         result = c.final_check(timeout=180)
+        c.wait(fan.idle, timeout=60, what="every fan-out delivery answered")
         groups = fan.groups()
     assert len(groups) == len(c.backlog.bills) + len(c.backlog.reports)
     assert all(len(g) == 5 for g in groups), "a delivery was not repeated five times"
