@@ -15,7 +15,6 @@ production mode (PostgreSQL and Redis) from a clean copy, with the same checks w
 from __future__ import annotations
 
 import datetime as dt
-import json
 import re
 import secrets
 from collections.abc import Iterator
@@ -142,42 +141,20 @@ def production_env(
     return demo.sandbox_env(sandbox_url, env)
 
 
-def cli(procs: Processes, env: dict[str, str], args: str) -> str:
-    return procs.run(f"connector {args.split()[0]}", f"connector {args}", env)
-
-
 def connect_with_cli(procs: Processes, env: dict[str, str], sandbox_url: str) -> int:
-    """The connection as a user sets it up: README "First hour in production"."""
-    from connector import demo
-    from connector.zoho.auth import SCOPE
-
-    created = json.loads(cli(procs, env, "connections create deploy-acme --json"))
-    cid = int(created["id"])
-    admin = demo.SandboxAdmin(sandbox_url)
-    grant = admin.self_client_code(SCOPE)  # the API console's Self Client, in a browser
-    cli(
-        procs,
+    """The connection as the README has a user set it up against the sandbox: the CLI commands
+    of "First hour in production", run by scripts/sandbox_connect.py (the compose steps too)."""
+    out = procs.run(
+        "sandbox_connect",
+        f"python scripts/sandbox_connect.py --sandbox {sandbox_url} --name deploy-acme",
         env,
-        f"connect zoho {cid} --code {grant['code']} --organization-id {demo.ZOHO_ORG} "
-        f"--accounts-server {grant['accounts_server']}",
     )
-    cli(
-        procs,
-        env,
-        f"connect concur {cid} --company-id {demo.CONCUR_COMPANY} "
-        f"--request-token {demo.CONCUR_REQUEST_TOKEN}",
-    )
-    cli(procs, env, f"mappings import {cid} connector/demo_rules.yml")
-    hook = json.loads(cli(procs, env, f"webhooks zoho {cid} --json"))
-    assert hook["url"] == f"{env['CONNECTOR_PUBLIC_URL']}/webhooks/zoho/{cid}"
-    # Pasted into Zoho Books' workflow webhook settings (the sandbox's stand-in for them).
-    admin.set_zoho_webhook(demo.ZOHO_ORG, hook["url"], hook["secret"], demo.ZOHO_WEBHOOK_ENTITIES)
-    cli(
-        procs,
-        env,
-        f"concur subscribe {cid} --endpoint {env['CONNECTOR_PUBLIC_URL']}/webhooks/concur",
-    )
-    return cid
+    assert "$ connector connect zoho" in out and "$ connector concur subscribe" in out, out
+    for secret in ("sbx-us2-company-request-token", env["CONNECTOR_SECRET_KEY"]):
+        assert secret not in out
+    match = re.search(r"connection (\d+) \(deploy-acme\) is connected", out)
+    assert match, out
+    return int(match.group(1))
 
 
 def refresh_times(database_url: str, cid: int) -> list[dt.datetime | None]:
