@@ -43,6 +43,10 @@ FLOWER_AUTH = ("flower", "flower-" + secrets.token_hex(4))
 #: Short beat intervals through the documented variables, so the runs are seen within the test.
 SWEEP_INTERVAL = 2
 REFRESH_INTERVAL = 2
+#: Deadlines for a process to come up or a beat job to be seen: generous, because the machine
+#: may be shared (they bound a wait on a condition; a passing run takes a few seconds each).
+BOOT_TIMEOUT = 120
+BEAT_TIMEOUT = 120
 #: Celery's line for a finished task (celery.app.trace), on the worker's log.
 SWEEP_DONE = re.compile(r"Task maintenance\.sweep\[[0-9a-f-]+\] succeeded in ")
 
@@ -95,9 +99,11 @@ def app_dir(tmp_path: Path) -> Path:
 @pytest.fixture
 def sandbox(tmp_path: Path) -> Iterator[str]:
     """The simulated Zoho Books and SAP Concur: the vendors, not part of the deployment."""
-    procs = Processes(ROOT, tmp_path)
+    cwd = tmp_path / "sandbox"
+    cwd.mkdir()
+    procs = Processes(cwd, tmp_path)
     port = free_port()
-    env = base_env(ROOT, tmp_path)
+    env = {**base_env(ROOT, tmp_path), "CONNECTOR_VAR_DIR": str(cwd / "var")}  # not ./var
     procs.start("sandbox", f"exec python -m sandbox serve --host 127.0.0.1 --port {port}", env)
     url = f"http://127.0.0.1:{port}"
     try:
@@ -191,7 +197,7 @@ def assert_token_refresh_runs(database_url: str, cid: int, procs: Processes) -> 
         times = refresh_times(database_url, cid)
         return len(times) == 2 and all(t is not None and t > since for t in times)
 
-    wait_for(refreshed, timeout=REFRESH_INTERVAL * 10 + 30, what="beat's token refresh",
+    wait_for(refreshed, timeout=BEAT_TIMEOUT, what="beat's token refresh",
              procs=procs)  # fmt: skip
 
 
@@ -216,10 +222,10 @@ def test_procfile_deploy(
         flower = procs.start("flower", procfile["flower"], {**env, "PORT": str(flower_port)})
 
         base = f"http://127.0.0.1:{web_port}"
-        wait_for(lambda: answers(f"{base}/readyz"), timeout=60, what="web /readyz 200",
+        wait_for(lambda: answers(f"{base}/readyz"), timeout=BOOT_TIMEOUT, what="web /readyz 200",
                  procs=procs)  # fmt: skip
         flower_url = f"http://127.0.0.1:{flower_port}/"
-        wait_for(lambda: answers(flower_url, 200, FLOWER_AUTH), timeout=60,
+        wait_for(lambda: answers(flower_url, 200, FLOWER_AUTH), timeout=BOOT_TIMEOUT,
                  what="Flower with its password", procs=procs)  # fmt: skip
         assert status_of(flower_url) == 401
         assert status_of(flower_url, ("flower", "wrong")) == 401
@@ -228,7 +234,7 @@ def test_procfile_deploy(
 
         # Beat created its schedule where the README says, in a directory nobody made for it.
         schedule_dir = app_dir / "var"
-        wait_for(lambda: any(schedule_dir.glob("celerybeat-schedule*")), timeout=30,
+        wait_for(lambda: any(schedule_dir.glob("celerybeat-schedule*")), timeout=BOOT_TIMEOUT,
                  what="beat's schedule file under var/", procs=procs)  # fmt: skip
         worker = next(p for p in procs.started if p.name == "worker")
         wait_for(
@@ -236,7 +242,7 @@ def test_procfile_deploy(
                 "Sending due task sweep-ledger" in beat.output()
                 and SWEEP_DONE.search(worker.output()) is not None
             ),
-            timeout=SWEEP_INTERVAL * 10 + 30,
+            timeout=BEAT_TIMEOUT,
             what="beat's sweeper run on the worker",
             procs=procs,
         )
@@ -288,8 +294,10 @@ def test_connector_run_production(
             env,
         )
         base = f"http://127.0.0.1:{web_port}"
-        wait_for(lambda: answers(f"{base}/readyz"), timeout=90, what="/readyz 200", procs=procs)
-        wait_for(lambda: "is ready" in run.output(), timeout=30,
+        wait_for(
+            lambda: answers(f"{base}/readyz"), timeout=BOOT_TIMEOUT, what="/readyz 200", procs=procs
+        )
+        wait_for(lambda: "is ready" in run.output(), timeout=BOOT_TIMEOUT,
                  what="the demo connection's set-up", procs=procs)  # fmt: skip
         assert status_of(f"{base}/ops", OPS_AUTH) == 200
         db = get_database(fresh_schema)
@@ -298,7 +306,7 @@ def test_connector_run_production(
         cid = connections.resolve(db, demo.CONNECTION_NAME).id
         wait_for(
             lambda: SWEEP_DONE.search(run.output()) is not None,
-            timeout=SWEEP_INTERVAL * 10 + 30,
+            timeout=BEAT_TIMEOUT,
             what="the embedded beat's sweeper run",
             procs=procs,
         )
