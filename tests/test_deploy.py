@@ -191,11 +191,13 @@ def assert_bill_and_report_post(database_url: str, sandbox_url: str, cid: int) -
 def assert_token_refresh_runs(database_url: str, cid: int, procs: Processes) -> None:
     """Both credentials refreshed by beat after they were connected, within a few intervals."""
     connected = refresh_times(database_url, cid)
-    since = max((t for t in connected if t is not None), default=dt.datetime.min)
+    since = max((t for t in connected if t is not None), default=None)
 
     def refreshed() -> bool:
         times = refresh_times(database_url, cid)
-        return len(times) == 2 and all(t is not None and t > since for t in times)
+        return len(times) == 2 and all(
+            t is not None and (since is None or t > since) for t in times
+        )
 
     wait_for(refreshed, timeout=BEAT_TIMEOUT, what="beat's token refresh",
              procs=procs)  # fmt: skip
