@@ -77,7 +77,8 @@ def test_an_unwritable_schedule_location_names_the_variable(tmp_path: Path) -> N
 def test_the_schedule_location_comes_from_the_environment(tmp_path: Path) -> None:
     default = Settings.from_env({"CONNECTOR_VAR_DIR": str(tmp_path / "v")})
     assert default.beat_schedule_file == tmp_path / "v" / "celerybeat-schedule"
-    moved = Settings.from_env({"CONNECTOR_BEAT_SCHEDULE": str(tmp_path / "beat" / "sched")})
-    assert moved.beat_schedule_file == tmp_path / "beat" / "sched"
+    var = {"CONNECTOR_VAR_DIR": str(tmp_path / "v")}  # never the developer's ./var
+    moved = Settings.from_env({**var, "CONNECTOR_BEAT_SCHEDULE": str(tmp_path / "beat" / "s")})
+    assert moved.beat_schedule_file == tmp_path / "beat" / "s"
     with pytest.raises(ConfigurationError, match="CONNECTOR_BEAT_SCHEDULE"):
-        Settings.from_env({"CONNECTOR_BEAT_SCHEDULE": str(tmp_path)})
+        Settings.from_env({**var, "CONNECTOR_BEAT_SCHEDULE": str(tmp_path)})
