@@ -110,4 +110,9 @@ beat_schedule = {
         "options": {"expires": _settings.alert_interval},
     },
 }
-beat_schedule_filename = str((_settings.var_dir / "celerybeat-schedule").resolve())
+# Beat's schedule file (when each job last ran): CONNECTOR_BEAT_SCHEDULE, default
+# <CONNECTOR_VAR_DIR>/celerybeat-schedule. tasks.schedule.Scheduler creates its directory, so the
+# Procfile's bare `celery -A tasks beat` starts on a fresh checkout where var/ does not exist yet
+# (issue #19). Losing the file is harmless: jobs then start one interval after beat starts.
+beat_scheduler = "tasks.schedule:Scheduler"
+beat_schedule_filename = str(_settings.beat_schedule_file.resolve())

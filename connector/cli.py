@@ -301,8 +301,6 @@ def run(
             str(concurrency),
             "--loglevel",
             "INFO",
-            "--schedule",
-            str((settings.var_dir / "celerybeat-schedule").resolve()),
         ],
     )
     ready = demo.wait_until(

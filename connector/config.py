@@ -88,6 +88,9 @@ class Settings:
     #: How long a worker owns a record before the sweeper may re-drive it.
     lease_seconds: int = 300
     sweep_interval: float = 60.0
+    #: Celery beat's schedule file (last run of each job). Losing it is harmless: a fresh file
+    #: starts every job one interval after beat starts (docs/deploy.md, "Beat's schedule file").
+    beat_schedule_file: Path = Path("var/celerybeat-schedule")
     #: Beat refreshes access tokens that expire within this many seconds (docs/connections.md).
     refresh_margin: int = 600
     #: Seconds between two runs of the beat's token refresh.
@@ -303,6 +306,9 @@ class Settings:
             visibility_timeout=get_int("CELERY_VISIBILITY_TIMEOUT", 3600),
             lease_seconds=get_int("CONNECTOR_LEASE_SECONDS", 300),
             sweep_interval=float(get_int("CONNECTOR_SWEEP_INTERVAL", 60)),
+            beat_schedule_file=Path(
+                get("CONNECTOR_BEAT_SCHEDULE") or var_dir / "celerybeat-schedule"
+            ),
             refresh_margin=get_int("CONNECTOR_REFRESH_MARGIN", 600),
             refresh_interval=float(get_int("CONNECTOR_REFRESH_INTERVAL", 60)),
             max_body_bytes=get_int("CONNECTOR_MAX_BODY_BYTES", 1_048_576),
@@ -329,6 +335,11 @@ class Settings:
             waiting_cap=get_float("CONNECTOR_WAITING_CAP", 3600.0),
             waiting_give_up=get_float("CONNECTOR_WAITING_GIVE_UP", 259200.0),
         )
+        if settings.beat_schedule_file.is_dir():
+            problems.append(
+                f"CONNECTOR_BEAT_SCHEDULE names {str(settings.beat_schedule_file)!r}, a directory; "
+                "give the path of a file in a writable directory (created if missing)"
+            )
         if settings.retry_cap >= settings.visibility_timeout:
             problems.append(
                 "CONNECTOR_RETRY_CAP must be shorter than CELERY_VISIBILITY_TIMEOUT: a longer "
