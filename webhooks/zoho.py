@@ -7,7 +7,7 @@ import logging
 import time
 from typing import Any
 
-from flask import Blueprint, current_app, request
+from flask import Blueprint, current_app, g, request
 from sqlalchemy import select
 
 from connector import inbox, ledger, webhook_secrets
@@ -31,8 +31,11 @@ def receive(connection_id: int) -> Any:
     db = current_app.config["CONNECTOR_DB"]
     # One transaction: look up the secret, verify, store. Nothing is written unless the request
     # authenticates and parses (an exception rolls the transaction back).
-    with db.session() as session:
-        stored = _verify_and_store(session, settings, connection_id, raw)
+    try:
+        with db.session() as session:
+            stored = _verify_and_store(session, settings, connection_id, raw)
+    finally:
+        _write_diagnosis(db)  # after the receiver's transaction: SQLite has one writer
     return respond(stored)
 
 
@@ -112,9 +115,9 @@ def _keep_diagnosis(
     signature: str | None,
     token: str | None,
 ) -> None:
-    """One audit row ``webhook_auth`` in its own transaction (a refusal rolls the receiver's
-    back). Throttled so a flood of bad deliveries costs no more than one write a minute; a
-    failure here never changes the answer to the sender."""
+    """Note what this delivery looked like (``g``); ``_write_diagnosis`` stores it once the
+    receiver's transaction is over. Throttled so a flood of bad deliveries costs no more than
+    one write a minute per connection and outcome."""
     now = time.monotonic()
     key = (connection_id, outcome)
     if now - _diagnosed.get(key, -DIAGNOSIS_INTERVAL) < DIAGNOSIS_INTERVAL:
@@ -122,18 +125,32 @@ def _keep_diagnosis(
     _diagnosed[key] = now
     settings = current_app.config["CONNECTOR_SETTINGS"]
     try:
-        details = signatures.diagnose_zoho(
+        g.zoho_diagnosis = (connection_id, outcome, signatures.diagnose_zoho(
             secret, query=query, form=form, body=body, headers=list(request.headers.items()),
             signature=signature, token=token,
             encoding=settings.zoho_webhook_signature_encoding, outcome=outcome,
-        )  # fmt: skip
-        with current_app.config["CONNECTOR_DB"].session() as session:
-            ledger.audit(
-                session, None, connection_id=connection_id, step=webhook_secrets.DIAGNOSIS_STEP,
-                outcome=outcome, details=_no_nul(details),
-            )  # fmt: skip
+        ))  # fmt: skip
     except Exception:  # the diagnosis is a courtesy; the delivery's answer stands
-        log.warning("could not keep the webhook diagnosis of connection %s", connection_id)
+        log.warning("could not diagnose a webhook of connection %s", connection_id, exc_info=True)
+
+
+def _write_diagnosis(db: Any) -> None:
+    """One audit row ``webhook_auth`` in its own transaction (a refusal rolls the receiver's
+    back); a failure here never changes the answer to the sender."""
+    pending = g.pop("zoho_diagnosis", None)
+    if pending is None:
+        return
+    connection_id, outcome, details = pending
+    try:
+        with db.session() as session:
+            ledger.audit(
+                session, None, connection_id=connection_id,
+                step=webhook_secrets.DIAGNOSIS_STEP, outcome=outcome, details=_no_nul(details),
+            )  # fmt: skip
+    except Exception:
+        log.warning(
+            "could not keep the webhook diagnosis of connection %s", connection_id, exc_info=True
+        )
 
 
 def _no_nul(value: Any) -> Any:
