@@ -90,6 +90,9 @@ def audit(lock: Path, venv_bin: Path, *, strict: bool) -> int:
     if findings:
         print("known vulnerabilities: move the pins (`make lock ARGS='--upgrade-package NAME'`)")
         return 1
+    if checked == 0:
+        print("nothing could be audited (no advisory data reachable): failing, not passing")
+        return 1
     if unchecked and strict:
         print("AUDIT_STRICT=1: unchecked packages fail the audit")
         return 1

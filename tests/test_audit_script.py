@@ -72,3 +72,14 @@ def test_unchecked_fails_only_when_strict(lock: Path, monkeypatch: pytest.Monkey
     _project("flask", "9.9.9", [])
     assert audit_script.audit(lock, Path("/bin"), strict=False) == 0
     assert audit_script.audit(lock, Path("/bin"), strict=True) == 1
+
+
+@responses.activate
+def test_an_audit_that_checked_nothing_fails(lock: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Offline or index down: every package skipped and no project page: not a pass."""
+    skip = "Dependency not found on PyPI and could not be audited"
+    _report(monkeypatch, [{"name": "flask", "skip_reason": skip},
+                          {"name": "urllib3", "skip_reason": skip}])  # fmt: skip
+    responses.add(responses.GET, "https://pypi.org/pypi/flask/json", status=503)
+    responses.add(responses.GET, "https://pypi.org/pypi/urllib3/json", status=503)
+    assert audit_script.audit(lock, Path("/bin"), strict=False) == 1
