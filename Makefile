@@ -4,17 +4,31 @@ PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
+LOCK   := requirements/lock.txt
 
-.PHONY: install run demo test test-fast chaos lint format services selftest bench clean
+.PHONY: install lock audit run demo test test-fast chaos lint format services selftest bench clean
 
 install: $(STAMP)
 
-$(STAMP): pyproject.toml
+## Every dependency (runtime, test, dev, and the build backend of the editable install) comes
+## from the hashed lock: a changed or substituted file on the index fails the install.
+## `pip check` fails when pyproject.toml asks for something the lock lacks (run `make lock`).
+$(STAMP): pyproject.toml $(LOCK)
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python 3.11+ is required"'
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev]'
+	$(PY) -m pip install --quiet --require-hashes -r $(LOCK)
+	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e .
+	$(PY) -m pip check
 	@touch $(STAMP)
+
+## Regenerate requirements/lock.txt from pyproject.toml (pip-compile --generate-hashes);
+## `make lock ARGS=--upgrade` (or ARGS="--upgrade-package NAME") moves the pins.
+lock: install
+	VENV=$(VENV) bash scripts/lock.sh $(ARGS)
+
+## Known vulnerabilities (PyPI's advisory data) in every locked package; fails on any finding.
+audit: install
+	$(PY) scripts/audit.py $(LOCK)
 
 ## Run the whole connector on the embedded default (SQLite, no servers, sandbox for Zoho and Concur).
 run: install

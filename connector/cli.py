@@ -268,6 +268,8 @@ def run(
         env["CONCUR_WEBHOOK_PUBLIC_KEYS"] = ",".join([*keys, str(pem)])
         if setup:
             connection_id = _sandbox_setup(env, sandbox_url, receiver)
+    from connector.logs import ACCESS_LOG_FORMAT as access_log_format
+
     start(
         "web",
         [
@@ -283,6 +285,8 @@ def run(
             "4",
             "--access-logfile",
             "-",
+            "--access-logformat",
+            access_log_format,
         ],
     )
     start(

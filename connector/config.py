@@ -69,6 +69,10 @@ class Settings:
     concur_auth_url: str = "https://us2.api.concursolutions.com"
     trusted_hosts: tuple[str, ...] = ()
     concur_webhook_public_keys: tuple[str, ...] = ()
+    #: How ``X-Zoho-Webhook-Signature`` encodes the HMAC: ``hex`` (Zoho Billing's documented
+    #: form) or ``base64``. UNCONFIRMED for Books; see docs/security.md to confirm it from one
+    #: real delivery (``connector webhooks zoho ID --inspect-last``).
+    zoho_webhook_signature_encoding: str = "hex"
     port: int = 5000
     flower_basic_auth: str | None = field(default=None, repr=False)
     ops_basic_auth: str | None = field(default=None, repr=False)
@@ -269,6 +273,12 @@ class Settings:
             except ValueError as exc:
                 problems.append(f"CONCUR_RATE_LIMITS: {exc}")
 
+        signature_encoding = (get("ZOHO_WEBHOOK_SIGNATURE_ENCODING") or "hex").lower()
+        if signature_encoding not in ("hex", "base64"):
+            problems.append(
+                f"ZOHO_WEBHOOK_SIGNATURE_ENCODING must be hex or base64, got {signature_encoding!r}"
+            )
+
         expenses_trigger = (get("EXPENSES_APPROVAL_TRIGGER") or "either").lower()
         if expenses_trigger not in EXPENSES_TRIGGERS:
             problems.append(
@@ -292,6 +302,7 @@ class Settings:
             ).rstrip("/"),
             trusted_hosts=trusted,
             concur_webhook_public_keys=key_paths,
+            zoho_webhook_signature_encoding=signature_encoding,
             port=get_int("PORT", 5000),
             flower_basic_auth=flower_auth,
             ops_basic_auth=ops_auth,

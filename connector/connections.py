@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
@@ -335,24 +334,11 @@ def reauthorized(db: Database, connection_id: int) -> list[tuple[int, str]]:
 
 
 def webhook_secret(db: Database, settings: Settings, connection_id: int, *, rotate: bool = False) -> str:
-    """The connection's Zoho webhook signing secret, created on first use or when rotating."""
-    vault = Vault(settings.secret_keys)
-    with db.session() as session:
-        connection = get(session, connection_id)
-        if connection.webhook_secret_enc and not rotate:
-            secret = vault.decrypt(connection.webhook_secret_enc)
-        else:
-            secret = secrets.token_urlsafe(32)
-            connection.webhook_secret_enc = vault.encrypt(secret)
-            ledger.audit(
-                session,
-                None,
-                connection_id=connection_id,
-                step="connection",
-                outcome="webhook_secret_rotated" if rotate else "webhook_secret_created",
-            )
-    register_secret(secret)
-    return secret
+    """The connection's Zoho webhook signing secret, created on first use or when rotating
+    (``connector.webhook_secrets`` holds the rules and the separate delivery token)."""
+    from connector.webhook_secrets import webhook_credentials
+
+    return webhook_credentials(db, settings, connection_id, rotate=rotate).secret
 
 
 def public_base_url(settings: Settings) -> str:

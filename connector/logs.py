@@ -11,6 +11,13 @@ import sys
 
 from connector.api.redaction import RedactingFilter
 
+#: gunicorn's access-log line (``gunicorn.conf.py``, ``connector run``): gunicorn's default
+#: without the two fields that carry query strings. ``%(r)s`` (the request line) and ``%(q)s``
+#: hold ``?token=...`` and OAuth ``code``/``state``; the referer ``%(f)s`` can hold another
+#: page's query. The path (``%(U)s``) is enough to follow a request; nothing secret is in it.
+ACCESS_LOG_FORMAT = '%(h)s %(l)s %(u)s %(t)s "%(m)s %(U)s %(H)s" %(s)s %(b)s %(M)sms "%(a)s"'
+
+
 FORMAT = "%(asctime)s %(levelname)s %(processName)s %(name)s: %(message)s"
 
 

@@ -3,18 +3,21 @@
 from __future__ import annotations
 
 import json
+import logging
+import time
 from typing import Any
 
-from flask import Blueprint, current_app, request
+from flask import Blueprint, current_app, g, request
 from sqlalchemy import select
 
-from connector import inbox
+from connector import inbox, ledger, webhook_secrets
 from connector.errors import MalformedWebhook, UnknownConnection, WebhookSignatureError
 from connector.models import Connection
 from connector.vault import Vault
 from webhooks import signatures
 from webhooks.receivers import respond
 
+log = logging.getLogger(__name__)
 bp = Blueprint("zoho", __name__, url_prefix="/webhooks/zoho")
 
 #: Entities whose default payload we understand, and the id field of each.
@@ -28,8 +31,11 @@ def receive(connection_id: int) -> Any:
     db = current_app.config["CONNECTOR_DB"]
     # One transaction: look up the secret, verify, store. Nothing is written unless the request
     # authenticates and parses (an exception rolls the transaction back).
-    with db.session() as session:
-        stored = _verify_and_store(session, settings, connection_id, raw)
+    try:
+        with db.session() as session:
+            stored = _verify_and_store(session, settings, connection_id, raw)
+    finally:
+        _write_diagnosis(db)  # after the receiver's transaction: SQLite has one writer
     return respond(stored)
 
 
@@ -48,16 +54,7 @@ def _verify_and_store(session: Any, settings: Any, connection_id: int, raw: byte
     secret = _decrypt(tuple(settings.secret_keys), secret_enc)
 
     is_form = request.mimetype == "application/x-www-form-urlencoded"
-    query = [(k, v) for k, v in request.args.items(multi=True) if k != signatures.TOKEN_PARAM]
-    params = query + ([(k, v) for k, v in request.form.items(multi=True)] if is_form else [])
-    signatures.verify_zoho(
-        secret,
-        params=params,
-        body=b"" if is_form else raw,
-        signature=request.headers.get(signatures.ZOHO_SIGNATURE_HEADER),
-        token=request.headers.get(signatures.TOKEN_HEADER)
-        or request.args.get(signatures.TOKEN_PARAM),
-    )
+    _authenticate(settings, connection_id, secret, raw, is_form)
     payload = _parse(raw, is_form)
     entity, record = _entity(payload)
     record_id = str(record.get(ENTITY_IDS.get(entity, f"{entity}_id"), "") or "")
@@ -76,6 +73,95 @@ def _verify_and_store(session: Any, settings: Any, connection_id: int, raw: byte
         connection_id=connection_id,
         event_type=entity,
     )
+
+
+def _authenticate(
+    settings: Any, connection_id: int, secret: str, raw: bytes, is_form: bool
+) -> None:
+    """Signature over every query parameter (token included), else the token; raise if neither.
+
+    Now and then (once a minute per connection and outcome) what the delivery looked like and
+    which canonical strings matched is kept for ``connector webhooks zoho ID --inspect-last``.
+    """
+    query = list(request.args.items(multi=True))
+    form = list(request.form.items(multi=True)) if is_form else []
+    body = b"" if is_form else raw
+    signature = request.headers.get(signatures.ZOHO_SIGNATURE_HEADER)
+    token = request.headers.get(signatures.TOKEN_HEADER) or request.args.get(signatures.TOKEN_PARAM)
+    encoding = settings.zoho_webhook_signature_encoding
+    try:
+        how = signatures.verify_zoho(
+            secret, params=query + form, body=body, signature=signature, token=token,
+            encoding=encoding,
+        )  # fmt: skip
+    except WebhookSignatureError:
+        _keep_diagnosis(connection_id, "refused", secret, query, form, body, signature, token)
+        raise
+    _keep_diagnosis(connection_id, f"accepted_{how}", secret, query, form, body, signature, token)
+
+
+#: (connection, outcome) -> when its last diagnosis was kept (monotonic seconds).
+_diagnosed: dict[tuple[int, str], float] = {}
+DIAGNOSIS_INTERVAL = 60.0
+
+
+def _keep_diagnosis(
+    connection_id: int,
+    outcome: str,
+    secret: str,
+    query: list[tuple[str, str]],
+    form: list[tuple[str, str]],
+    body: bytes,
+    signature: str | None,
+    token: str | None,
+) -> None:
+    """Note what this delivery looked like (``g``); ``_write_diagnosis`` stores it once the
+    receiver's transaction is over. Throttled so a flood of bad deliveries costs no more than
+    one write a minute per connection and outcome."""
+    now = time.monotonic()
+    key = (connection_id, outcome)
+    if now - _diagnosed.get(key, -DIAGNOSIS_INTERVAL) < DIAGNOSIS_INTERVAL:
+        return
+    _diagnosed[key] = now
+    settings = current_app.config["CONNECTOR_SETTINGS"]
+    try:
+        g.zoho_diagnosis = (connection_id, outcome, signatures.diagnose_zoho(
+            secret, query=query, form=form, body=body, headers=list(request.headers.items()),
+            signature=signature, token=token,
+            encoding=settings.zoho_webhook_signature_encoding, outcome=outcome,
+        ))  # fmt: skip
+    except Exception:  # the diagnosis is a courtesy; the delivery's answer stands
+        log.warning("could not diagnose a webhook of connection %s", connection_id, exc_info=True)
+
+
+def _write_diagnosis(db: Any) -> None:
+    """One audit row ``webhook_auth`` in its own transaction (a refusal rolls the receiver's
+    back); a failure here never changes the answer to the sender."""
+    pending = g.pop("zoho_diagnosis", None)
+    if pending is None:
+        return
+    connection_id, outcome, details = pending
+    try:
+        with db.session() as session:
+            ledger.audit(
+                session, None, connection_id=connection_id,
+                step=webhook_secrets.DIAGNOSIS_STEP, outcome=outcome, details=_no_nul(details),
+            )  # fmt: skip
+    except Exception:
+        log.warning(
+            "could not keep the webhook diagnosis of connection %s", connection_id, exc_info=True
+        )
+
+
+def _no_nul(value: Any) -> Any:
+    """PostgreSQL's JSON refuses NUL; hostile query strings may carry one."""
+    if isinstance(value, str):
+        return value.replace("\x00", "\\u0000")
+    if isinstance(value, dict):
+        return {_no_nul(k): _no_nul(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_no_nul(v) for v in value]
+    return value
 
 
 #: Decrypted webhook secrets by (keys, ciphertext). Fernet decryption (and building the

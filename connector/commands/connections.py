@@ -303,36 +303,112 @@ def webhooks_group() -> None:
 @webhooks_group.command("zoho")
 @click.argument("connection")
 @click.option(
-    "--rotate", is_flag=True, help="make a new signing secret (the old one stops working)"
+    "--rotate", is_flag=True, help="make a new signing secret and token (the old ones stop working)"
+)
+@click.option(
+    "--inspect-last",
+    is_flag=True,
+    help="show the last delivery's headers and the canonical strings tried (secrets masked)",
 )
 @click.option("--json", "as_json", is_flag=True)
 @friendly_errors
-def webhooks_zoho(connection: str, rotate: bool, as_json: bool) -> None:
-    """Print the receiver URL and signing secret to paste into a Zoho Books workflow webhook."""
-    from connector import connections
+def webhooks_zoho(connection: str, rotate: bool, inspect_last: bool, as_json: bool) -> None:
+    """Print the receiver URL, signing secret and token to paste into a Zoho Books webhook."""
+    from connector import connections, webhook_secrets
 
     settings, db = _context()
     connection_id = _connection_id(db, connection)
-    secret = connections.webhook_secret(db, settings, connection_id, rotate=rotate)
+    if inspect_last:
+        if rotate:
+            raise click.UsageError("--inspect-last and --rotate do not go together")
+        _inspect_last(db, connection_id, as_json)
+        return
+    creds = webhook_secrets.webhook_credentials(db, settings, connection_id, rotate=rotate)
     url = f"{connections.public_base_url(settings)}/webhooks/zoho/{connection_id}"
     if as_json:
-        _echo_json({"connection_id": connection_id, "url": url, "secret": secret,
-                    "signature_header": "X-Zoho-Webhook-Signature",
-                    "token_header": "X-Connector-Token", "rotated": rotate})  # fmt: skip
+        _echo_json({"connection_id": connection_id, "url": url, "secret": creds.secret,
+                    "token": creds.token, "signature_header": "X-Zoho-Webhook-Signature",
+                    "signature_encoding": settings.zoho_webhook_signature_encoding,
+                    "token_header": "X-Connector-Token", "rotated": rotate,
+                    "change": creds.change})  # fmt: skip
         return
+    notes = {
+        "rotated": "   (new: update Zoho now)",
+        "replaced": "   (new: the stored one broke Zoho's rule, "
+        f"{webhook_secrets.ZOHO_SECRET_RULE_TEXT}; update Zoho now)",
+    }
     click.echo(f"receiver URL:   {url}")
-    click.echo(f"signing secret: {secret}" + ("   (new: update Zoho now)" if rotate else ""))
+    click.echo(f"signing secret: {creds.secret}" + notes.get(creds.change or "", ""))
+    click.echo(f"webhook token:  {creds.token}   (only where Zoho cannot sign)")
     click.echo(
         "In Zoho Books: Settings > Automation > Workflow Actions > Webhooks: URL above, method "
-        "POST, default JSON payload (or form JSONString). Sign with the secret "
-        "(X-Zoho-Webhook-Signature), or, where signing is unavailable, add a custom header "
-        "X-Connector-Token with the secret."
+        "POST, default JSON payload (or form JSONString), and the signing secret as the "
+        "webhook's Secret (X-Zoho-Webhook-Signature). Where signing is unavailable, add a "
+        "custom header X-Connector-Token (or query parameter token) with the webhook token "
+        "instead. The token is not the secret; never put the secret in the URL."
     )
     if not settings.public_url:
         click.echo(
             "note: CONNECTOR_PUBLIC_URL is not set; the URL above is local. Set it to the "
             "address Zoho can reach.",
             err=True,
+        )
+
+
+def _inspect_last(db: Database, connection_id: int, as_json: bool) -> None:
+    """The receiver's newest diagnosis: how Books signed one real delivery (docs/security.md)."""
+    from connector import webhook_secrets
+
+    found = webhook_secrets.last_diagnosis(db, connection_id)
+    if found is None:
+        raise click.ClickException(
+            f"connection {connection_id}: no Zoho delivery recorded yet; trigger the webhook "
+            "once (edit a bill in Zoho Books) and run this again"
+        )
+    if as_json:
+        _echo_json(found)
+        return
+    click.echo(f"last delivery: {found['at']}  outcome: {found['outcome']}")
+    click.echo(f"signature encoding setting: {found['encoding_setting']}")
+    click.echo("headers:")
+    for name, value in found["headers"].items():
+        click.echo(f"  {name}: {value}")
+    click.echo(f"query: {found['query']}")
+    if found["form_fields"]:
+        click.echo(f"form fields: {found['form_fields']}")
+    click.echo(f"body: {found['body_bytes']} bytes, sha256 {found['body_sha256']}")
+    click.echo(f"signature received: {found['signature_received'] or '(none)'}")
+    click.echo(
+        f"token received: {'yes' if found['token_received'] else 'no'}"
+        + (
+            f" (matches: {'yes' if found['token_matches'] else 'no'})"
+            if found["token_received"]
+            else ""
+        )
+    )
+    click.echo("canonical strings tried (secrets masked as ***):")
+    for tried in found["tried"]:
+        hits = [enc for enc, ok in tried["matches"].items() if ok]
+        verdict = f"MATCHES ({', '.join(hits)})" if hits else "no match"
+        click.echo(f"  - {tried['variant']}: {verdict}")
+        click.echo(f"    {tried['canonical']!r} ({tried['canonical_bytes']} bytes)")
+    matched = [
+        (t["variant"], enc) for t in found["tried"] for enc, ok in t["matches"].items() if ok
+    ]
+    if matched:
+        variant, enc = matched[0]
+        click.echo(
+            f"=> Books signs as: {variant}, {enc}. Set ZOHO_WEBHOOK_SIGNATURE_ENCODING={enc}."
+        )
+    elif found["signature_received"]:
+        click.echo(
+            "=> no variant matches: check the secret configured in Zoho (or --rotate and paste "
+            "it again), then send one more delivery"
+        )
+    else:
+        click.echo(
+            "=> no X-Zoho-Webhook-Signature header: look in the headers above for the one Books "
+            "used, or configure the webhook's Secret in Zoho"
         )
 
 

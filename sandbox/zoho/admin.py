@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import TYPE_CHECKING, Any
 
 from flask import Blueprint, current_app, jsonify, request
@@ -11,6 +12,9 @@ from sandbox.zoho import operations
 from sandbox.zoho.dc import DATA_CENTRES, accounts_server, api_domain
 from sandbox.zoho.errors import ZohoError
 from sandbox.zoho.store import SANDBOX_CLIENT_ID
+
+#: Zoho Books' rule for a webhook secret (Books API v3, Webhooks: alphanumeric, 12-50).
+WEBHOOK_SECRET_RULE = re.compile(r"[A-Za-z0-9]{12,50}")
 
 if TYPE_CHECKING:
     from sandbox.state import SandboxState
@@ -99,12 +103,16 @@ def webhook(org_id: str) -> Response | tuple[Response, int]:
         body = _body()
         if not body.get("url"):
             return _bad("url is required")
+        secret = body.get("secret") or ""
+        if secret and not (isinstance(secret, str) and WEBHOOK_SECRET_RULE.fullmatch(secret)):
+            # Books API v3 (Webhooks): "secret" is alphanumeric, 12-50 characters.
+            return _bad("secret must be 12-50 characters, letters and digits only")
         fmt = body.get("format", "json")
         if fmt not in ("json", "form"):
             return _bad("format must be json or form")
         config = {
             "url": body["url"],
-            "secret": body.get("secret") or "",
+            "secret": secret,
             "format": fmt,
             "entities": list(body.get("entities") or ("bill", "invoice", "vendor")),
             "attempts": int(body.get("attempts") or store.settings["webhook_attempts"]),
@@ -217,6 +225,8 @@ def settings() -> Response | tuple[Response, int]:
                 return _bad(f"unknown settings {sorted(unknown)}")
             if "token_error_status" in body and int(body["token_error_status"]) not in (200, 400):
                 return _bad("token_error_status must be 200 or 400")
+            if body.get("webhook_signature_encoding", "hex") not in ("hex", "base64"):
+                return _bad("webhook_signature_encoding must be hex or base64")
             store.settings.update(body)
         return jsonify(store.settings)
 

@@ -221,6 +221,8 @@ class ZohoStore:
             "daily_quota": None,  # None = by plan
             "webhook_attempts": 5,
             "webhooks_on_api_writes": True,
+            # How X-Zoho-Webhook-Signature is written (UNCONFIRMED for Books): hex or base64.
+            "webhook_signature_encoding": "hex",
         }
         self.minute_window.set_limit(self.default_rate_limit, self.default_rate_period)
         self.minute_window.clear_limits()

@@ -1,13 +1,15 @@
 """Outgoing Zoho Books workflow webhooks: payload, signature and delivery.
 
-Signature (UNCONFIRMED for Books; Zoho Billing documents it, brief §7): HMAC-SHA256, hex, keyed by
-the webhook secret, over the canonical string = every query-string and form parameter sorted by
-key (then value), each written as key + value with no separators, followed by the raw body.
-``sign`` is the only place this rule lives.
+Signature (UNCONFIRMED for Books; Zoho Billing documents it, brief §7): HMAC-SHA256 keyed by the
+webhook secret, over the canonical string = EVERY query-string and form parameter of the URL
+called (a ``token`` parameter included) sorted by key (then value), each written as key + value
+with no separators, followed by the raw body; hex by default, base64 with the sandbox setting
+``webhook_signature_encoding``. ``sign`` is the only place this rule lives.
 """
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
 import json
@@ -27,11 +29,12 @@ def canonical_string(params: Iterable[tuple[str, str]], body: bytes) -> bytes:
     return joined.encode("utf-8") + body
 
 
-def sign(secret: str, params: Iterable[tuple[str, str]], body: bytes) -> str:
-    """Hex HMAC-SHA256 of the canonical string; what goes in ``X-Zoho-Webhook-Signature``."""
-    return hmac.new(
-        secret.encode("utf-8"), canonical_string(params, body), hashlib.sha256
-    ).hexdigest()
+def sign(secret: str, params: Iterable[tuple[str, str]], body: bytes, encoding: str = "hex") -> str:
+    """HMAC-SHA256 of the canonical string, hex (or base64); the ``X-Zoho-Webhook-Signature``."""
+    digest = hmac.new(secret.encode("utf-8"), canonical_string(params, body), hashlib.sha256)
+    if encoding == "base64":
+        return base64.b64encode(digest.digest()).decode("ascii")
+    return digest.hexdigest()
 
 
 def _entity_matches(entities: Iterable[str], entity: str, data: dict[str, Any]) -> bool:
@@ -44,7 +47,7 @@ def _entity_matches(entities: Iterable[str], entity: str, data: dict[str, Any]) 
 
 
 def build_request(
-    config: dict[str, Any], entity: str, data: dict[str, Any]
+    config: dict[str, Any], entity: str, data: dict[str, Any], encoding: str = "hex"
 ) -> tuple[str, bytes, dict[str, str]]:
     """Body and headers exactly as Zoho's "default payload" webhook would send them."""
     url = config["url"]
@@ -63,7 +66,7 @@ def build_request(
         signed_params = list(params)
         signed_body = body
     if config.get("secret"):
-        headers[SIGNATURE_HEADER] = sign(config["secret"], signed_params, signed_body)
+        headers[SIGNATURE_HEADER] = sign(config["secret"], signed_params, signed_body, encoding)
     return url, body, headers
 
 
@@ -74,7 +77,9 @@ def fire(store: ZohoStore, org: Org, entity: str, data: dict[str, Any], event: s
         return False
     if not _entity_matches(config.get("entities") or DEFAULT_ENTITIES, entity, data):
         return False
-    url, body, headers = build_request(config, entity, data)
+    url, body, headers = build_request(
+        config, entity, data, store.settings.get("webhook_signature_encoding", "hex")
+    )
     store.state.deliverer.submit(
         url,
         body,

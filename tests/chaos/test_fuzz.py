@@ -37,6 +37,7 @@ from connector.db import Database
 from connector.errors import ParkError, ValidationFailed
 from connector.models import Connection, WebhookEvent
 from connector.vault import Vault
+from connector.webhook_secrets import derive_token
 from mappings.concur_reports import assemble_report
 from mappings.expenses import journal_date_for, map_report, validate_journal
 from mappings.payables import map_document, validate_payment_request
@@ -213,11 +214,11 @@ def test_zoho_receiver_never_fails_and_stores_nothing_unauthenticated(
     elif auth == "bad_signature":
         headers["X-Zoho-Webhook-Signature"] = data.draw(header_text)
     elif auth == "token":
-        headers["X-Connector-Token"] = SECRET
+        headers["X-Connector-Token"] = derive_token(SECRET)
     elif auth == "bad_token":
-        headers["X-Connector-Token"] = data.draw(header_text.filter(lambda t: t != SECRET))
+        headers["X-Connector-Token"] = data.draw(header_text.filter(lambda t: t != derive_token(SECRET)))
     elif auth == "token_query":
-        query = [*query, ("token", SECRET)]
+        query = [*query, ("token", derive_token(SECRET))]
     url = f"/webhooks/zoho/{ids[target]}" + (f"?{urlencode(query)}" if query else "")
     before = _events(db)
     response = client.post(url, data=body, headers=headers)

@@ -17,10 +17,13 @@ from connector.config import Settings
 from connector.db import Database
 from connector.models import Connection, WebhookEvent
 from connector.vault import Vault
+from connector.webhook_secrets import derive_token
 from webhooks import create_app
 
 KEY = "x8bQ7m2b0s6yQdG6D9b4b9o2s1Jm3e0kq8m7k4n5p6o="
 SECRET = "whsecAbc123def456"
+#: The delivery token goes with the secret but is not the secret (docs/security.md).
+TOKEN = derive_token(SECRET)
 BILL = {"bill": {"bill_id": "4600000001", "bill_number": "BILL-1", "last_modified_time": "2026-11-28T10:00:00+0000"}}
 
 
@@ -83,8 +86,8 @@ def test_form_encoded_jsonstring_with_query_params_is_accepted(app_and_calls: An
 @pytest.mark.parametrize("where", ["header", "query"])
 def test_shared_token_instead_of_signature(app_and_calls: Any, where: str) -> None:
     client, _, (cid, _) = app_and_calls
-    url = f"/webhooks/zoho/{cid}" + (f"?token={SECRET}" if where == "query" else "")
-    headers = {"X-Connector-Token": SECRET} if where == "header" else {}
+    url = f"/webhooks/zoho/{cid}" + (f"?token={TOKEN}" if where == "query" else "")
+    headers = {"X-Connector-Token": TOKEN} if where == "header" else {}
     assert client.post(url, json=BILL, headers=headers).status_code == 202
 
 
@@ -140,7 +143,7 @@ def test_malformed_bodies_get_400_naming_the_problem(app_and_calls: Any, db: Dat
 
 def test_other_entities_are_stored_for_the_record(app_and_calls: Any, db: Database) -> None:
     client, calls, (cid, _) = app_and_calls
-    response = client.post(f"/webhooks/zoho/{cid}", json={"payment": {"payment_id": "9"}}, headers={"X-Connector-Token": SECRET})
+    response = client.post(f"/webhooks/zoho/{cid}", json={"payment": {"payment_id": "9"}}, headers={"X-Connector-Token": TOKEN})
     assert response.status_code == 202 and events(db) == 1 and len(calls) == 1
 
 
@@ -162,11 +165,11 @@ def test_broker_down_answers_503_and_the_retry_enqueues(db: Database, tmp_path: 
         calls.append(event_id)
 
     client = create_app(settings, db=db, config={"ENQUEUE_EVENT": enqueue}).test_client()
-    first = client.post(f"/webhooks/zoho/{cid}", json=BILL, headers={"X-Connector-Token": SECRET})
+    first = client.post(f"/webhooks/zoho/{cid}", json=BILL, headers={"X-Connector-Token": TOKEN})
     assert first.status_code == 503 and first.json["error"] == "unavailable"
     assert events(db) == 1  # kept: the sweeper can relay it even if the sender never retries
     broken["down"] = False
-    retry = client.post(f"/webhooks/zoho/{cid}", json=BILL, headers={"X-Connector-Token": SECRET})
+    retry = client.post(f"/webhooks/zoho/{cid}", json=BILL, headers={"X-Connector-Token": TOKEN})
     assert retry.status_code == 200 and len(calls) == 1 and events(db) == 1
 
 
