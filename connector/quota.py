@@ -343,12 +343,19 @@ def reserve_calls(limit: int | None, fraction: float) -> int:
     return math.ceil(limit * fraction)
 
 
-def resume_text(reset_at: float) -> str:
-    return dt.datetime.fromtimestamp(reset_at, dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
+def resume_text(at: float) -> str:
+    """``2026-12-06 00:00 UTC``: rounded up to the minute, so it is never early."""
+    return dt.datetime.fromtimestamp(math.ceil(at / 60) * 60, dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
 
 
 def check_reserve(
-    state: QuotaState | None, fraction: float, now: float, what: str, *, cost: int = 1
+    state: QuotaState | None,
+    fraction: float,
+    now: float,
+    what: str,
+    *,
+    cost: int = 1,
+    detail: str = "",
 ) -> None:
     """Raise :class:`QuotaReserveError` if ``cost`` more calls would dip into the reserve."""
     if state is None or not state.current(now):
@@ -359,9 +366,41 @@ def check_reserve(
     limit = f"{state.limit:,}" if state.limit else "?"
     raise QuotaReserveError(
         f"zoho daily reserve reached: {state.remaining:,} of {limit} calls left "
-        f"today and {reserve:,} are kept for live traffic; {what} resumes at "
-        f"{resume_text(state.reset_at)}",
+        f"today and {reserve:,} are kept for live traffic"
+        + (f" ({detail})" if detail else "")
+        + f"; {what} resumes at {resume_text(state.reset_at)}",
         retry_after=max(0.0, state.reset_at - now),
         resumes_at=state.reset_at,
         system="zoho",
     )
+
+
+def overview(
+    store: QuotaStore, organization_ids: list[str], fraction: float, now: float | None = None
+) -> list[dict[str, Any]]:
+    """One row per Zoho organization for ``/ops``: remaining daily calls, the reserve, when read
+    and when it renews; ``status`` is unknown (no answer yet today), ok, reserve (bulk work
+    stopped) or spent."""
+    now = time.time() if now is None else now
+    rows: list[dict[str, Any]] = []
+    for org in sorted(set(filter(None, organization_ids))):
+        state = store.get(org)
+        if state is None or not state.current(now):
+            rows.append({"organization_id": org, "status": "unknown"})
+            continue
+        reserve = reserve_calls(state.limit, fraction)
+        status = "spent" if state.remaining <= 0 else "ok"
+        if status == "ok" and state.remaining <= reserve:
+            status = "reserve"
+        rows.append(
+            {
+                "organization_id": org,
+                "status": status,
+                "limit": state.limit,
+                "remaining": state.remaining,
+                "reserve": reserve,
+                "read_at": resume_text(state.read_at),
+                "resets_at": resume_text(state.reset_at),
+            }
+        )
+    return rows
