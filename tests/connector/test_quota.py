@@ -274,3 +274,68 @@ def test_a_backfill_beyond_the_daily_quota_stops_at_the_reserve_and_live_webhook
     with pytest.raises(QuotaReserveError, match="resumes at"):
         backfill.run(db, settings, cid, "payables", today, page_size=5, on_page=workers_keep_up)
     assert _sandbox_quota(admin, ps.ORG)[1] == after
+
+
+# --------------------------------------------------------------------------- settings
+
+
+def test_settings_read_the_cap_and_the_reserve(tmp_path: Path) -> None:
+    from connector.config import Settings
+
+    key = "x8bQ7m2b0s6yQdG6D9b4b9o2s1Jm3e0kq8m7k4n5p6o="
+    base = {"CONNECTOR_SECRET_KEY": key, "CONNECTOR_VAR_DIR": str(tmp_path)}
+    default = Settings.from_env(base)
+    assert (default.zoho_max_in_flight, default.zoho_daily_reserve) == (5, 0.10)
+    paid = Settings.from_env({**base, "ZOHO_MAX_IN_FLIGHT": "10", "ZOHO_DAILY_RESERVE": "25%"})
+    assert (paid.zoho_max_in_flight, paid.zoho_daily_reserve) == (10, 0.25)
+    assert Settings.from_env({**base, "ZOHO_DAILY_RESERVE": "0.05"}).zoho_daily_reserve == 0.05
+
+
+def test_bad_cap_and_reserve_are_reported_together(tmp_path: Path) -> None:
+    from connector.config import Settings
+    from connector.errors import ConfigurationError
+
+    env = {"CONNECTOR_SECRET_KEY": "x8bQ7m2b0s6yQdG6D9b4b9o2s1Jm3e0kq8m7k4n5p6o=",
+           "CONNECTOR_VAR_DIR": str(tmp_path), "ZOHO_MAX_IN_FLIGHT": "0",
+           "ZOHO_DAILY_RESERVE": "150%"}  # fmt: skip
+    with pytest.raises(ConfigurationError) as info:
+        Settings.from_env(env)
+    text = str(info.value)
+    assert "ZOHO_MAX_IN_FLIGHT must be a whole number of calls between 1 and 100" in text
+    assert "ZOHO_DAILY_RESERVE must be a share of the daily quota below 1" in text
+    assert "'150%'" in text
+
+
+# --------------------------------------------------------------------------- reconciliation
+
+
+def test_vendor_reconciliation_at_the_reserve_is_skipped_with_the_resume_time(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from connector.flows import vendors as flow
+
+    seen: list[str | None] = []
+
+    def reconcile(*_args: Any) -> Any:
+        seen.append(quota.current_bulk())
+        check_reserve(QuotaState(1000, 50, time.time() + 600, time.time()), 0.1, time.time(),
+                      quota.current_bulk() or "?")  # fmt: skip
+        raise AssertionError("unreachable")
+
+    monkeypatch.setattr(flow.engine, "reconcile", reconcile)
+    result = flow.reconcile_pass(None, None, 1)  # type: ignore[arg-type]
+    assert seen == ["vendor reconciliation"] and quota.current_bulk() is None
+    assert result.records == []
+    assert result.summary.startswith("skipped: zoho daily reserve reached")
+    assert "vendor reconciliation resumes at" in result.summary
+
+
+def test_the_backfill_command_says_when_it_resumes(capsys: pytest.CaptureFixture[str]) -> None:
+    from connector.commands.backfill import _quota_spent
+
+    err = QuotaReserveError("zoho daily reserve reached: …; the backfill resumes at X",
+                            retry_after=5400, resumes_at=NOW)  # fmt: skip
+    assert _quota_spent(err) == 3
+    out = capsys.readouterr().err
+    assert "stopped at the Zoho daily reserve" in out and "resumes at X" in out
+    assert "again in 1h30m" in out and "live webhooks and polls keep posting" in out
