@@ -38,7 +38,7 @@ from connector import connections, ledger
 from connector import quota as quota_mod
 from connector.config import Settings
 from connector.db import Database, utcnow
-from connector.errors import ConfigurationError, ParkError, ValidationFailed
+from connector.errors import ConfigurationError, ConnectorError, ParkError, ValidationFailed
 from connector.models import RecordState, Step, SyncCursor, SyncRecord, VendorLink
 from connector.ratelimit import Limit, parse_limit
 
@@ -987,13 +987,17 @@ def run(
 
             with suppress(Exception):
                 source.zoho().request("GET", "/settings/currencies")
-        organization_id = source.zoho().organization_id or ""
-        if progress is not None:
+        try:
+            organization_id = source.zoho().organization_id or ""
+        except ConnectorError:  # an expenses backfill lists Concur; pacing needs Zoho's org
+            organization_id = ""
+        if progress is not None and organization_id:
             progress.budget.seed(
                 connections.quota_store(settings).get(organization_id), progress.clock
             )
         while part < len(source.parts):
-            check_pace(db, settings, connection_id, flow, organization_id, source.page_size)
+            if organization_id:
+                check_pace(db, settings, connection_id, flow, organization_id, source.page_size)
             page = _with_retry(lambda: source.page(part, position), progress, sleep)  # noqa: B023
             batch: list[tuple[int, Step]] = []
             created = 0

@@ -96,8 +96,14 @@ class ZohoThrottle(LimiterThrottle):
 
         def finish(response: Any) -> None:
             self._release(token)
-            if self.quota is not None and response is not None:
+            if self.quota is None or response is None:
+                return
+            try:
                 self.quota.observe(org, response.headers)
+            except Exception:
+                # The call is over (a POST may have landed); a store hiccup must not turn its
+                # answer into an error. The next answer brings the count up to date.
+                log.warning("could not store the Zoho daily quota headers", exc_info=True)
 
         return finish
 

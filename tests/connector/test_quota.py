@@ -339,3 +339,15 @@ def test_the_backfill_command_says_when_it_resumes(capsys: pytest.CaptureFixture
     out = capsys.readouterr().err
     assert "stopped at the Zoho daily reserve" in out and "resumes at X" in out
     assert "again in 1h30m" in out and "live webhooks and polls keep posting" in out
+
+
+@responses.activate
+def test_a_broken_quota_store_never_turns_an_answered_call_into_an_error() -> None:
+    class Broken(MemoryQuotaStore):
+        def observe(self, *_a: Any, **_k: Any) -> None:
+            raise ConnectionError("redis went away")
+
+    responses.post(f"{BASE}/books/v3/journals", json={"code": 0, "journal": {"journal_id": "9"}},
+                   headers=headers(10))  # fmt: skip
+    client = _client(Broken())
+    assert client.request("POST", "/journals", json={})["journal"]["journal_id"] == "9"
