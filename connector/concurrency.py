@@ -183,7 +183,12 @@ class RedisSemaphore:
         return f"{self._prefix}:{key}"
 
     def _eval(self, key: str, capacity: int, lease: float, token: str, now_us: int | None) -> Any:
-        args = [capacity, round(lease * _US), token, "" if now_us is None else str(int(now_us))]
+        args: list[str | int] = [
+            capacity,
+            round(lease * _US),
+            token,
+            "" if now_us is None else str(int(now_us)),
+        ]
         return [int(x) for x in self._script(keys=[self._key(key)], args=args)]
 
     def _acquire_at(
