@@ -35,9 +35,10 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from connector import connections, ledger
+from connector import quota as quota_mod
 from connector.config import Settings
 from connector.db import Database, utcnow
-from connector.errors import ConfigurationError, ParkError, ValidationFailed
+from connector.errors import ConfigurationError, ConnectorError, ParkError, ValidationFailed
 from connector.models import RecordState, Step, SyncCursor, SyncRecord, VendorLink
 from connector.ratelimit import Limit, parse_limit
 
@@ -109,17 +110,36 @@ class Quota:
 
 @dataclass
 class Budget:
-    """What limits the pipeline's pace for one connection and flow."""
+    """What limits the pipeline's pace for one connection and flow.
+
+    ``reserve`` is the share of Zoho's daily quota a backfill leaves to live traffic
+    (``ZOHO_DAILY_RESERVE``, :mod:`connector.quota`)."""
 
     zoho: Limit
     concur: Limit
     quota: Quota = field(default_factory=Quota)
+    reserve: float = 0.0
 
     @classmethod
     def from_settings(cls, settings: Settings, flow: str, company_id: str = "") -> Budget:
         policy = connections.rate_policy(settings)
         _key, concur = policy.for_concur(company_id or "-", COSTS[flow].concur_path)
-        return cls(zoho=parse_limit(settings.zoho_rate_limit), concur=concur)
+        return cls(
+            zoho=parse_limit(settings.zoho_rate_limit),
+            concur=concur,
+            reserve=settings.zoho_daily_reserve,
+        )
+
+    def reserve_calls(self) -> int:
+        return quota_mod.reserve_calls(self.quota.limit, self.reserve)
+
+    def seed(self, state: quota_mod.QuotaState | None, clock: Callable[[], float]) -> None:
+        """Start from the quota the shared store knows (every process's last Zoho answer), so
+        the first ETA already counts it; the backfill's own responses refine it."""
+        now = time.time()
+        if state is None or not state.current(now) or self.quota.remaining is not None:
+            return
+        self.quota = Quota(state.limit, state.remaining, state.reset_at - now, clock())
 
 
 def eta_seconds(
@@ -132,22 +152,31 @@ def eta_seconds(
     (requests per period, per organization), ``Nc/Pc`` the Concur limit of the flow's path, and,
     when Zoho's headers gave a remaining daily quota ``Q`` (limit ``D``, renewing in ``R`` s) and
     ``Z > Q``: ``t_quota = R + (d - 1) * 86400 + r * Pz / Nz`` with ``d = ceil((Z - Q) / D)``
-    further days and ``r = Z - Q - (d - 1) * D`` calls on the last of them. A lower bound:
-    other traffic of the same organization or company shares these budgets.
+    further days and ``r = Z - Q - (d - 1) * D`` calls on the last of them. ``Q`` and ``D`` are
+    net of the daily reserve ``V = ceil(D_zoho * ZOHO_DAILY_RESERVE)`` the backfill leaves to
+    live traffic. A lower bound: other traffic of the same organization or company shares these
+    budgets.
     """
     per_zoho = budget.zoho.period / budget.zoho.requests
     per_concur = budget.concur.period / budget.concur.requests
     candidates = [(zoho_calls * per_zoho, "zoho"), (concur_calls * per_concur, "concur")]
     quota = budget.quota
     reset = quota.reset_in(now)
-    if quota.remaining is not None and reset is not None and zoho_calls > quota.remaining:
-        over = zoho_calls - quota.remaining
-        per_day = quota.limit or max(quota.remaining, 1)
+    reserve = budget.reserve_calls()
+    usable = None if quota.remaining is None else max(0, quota.remaining - reserve)
+    if usable is not None and reset is not None and zoho_calls > usable:
+        over = zoho_calls - usable
+        per_day = max((quota.limit or max(quota.remaining or 0, 1)) - reserve, 1)
         days = math.ceil(over / per_day)
         last = over - (days - 1) * per_day
         candidates.append((reset + (days - 1) * DAY + last * per_zoho, "zoho quota"))
     seconds, bound = max(candidates, key=lambda c: c[0])
     return seconds, bound
+
+
+def projected_days(seconds: float) -> int:
+    """Calendar days a quota-bound backfill spans: today counts as the first."""
+    return max(1, math.ceil(seconds / DAY))
 
 
 def human_duration(seconds: float | None) -> str:
@@ -229,9 +258,14 @@ class Progress:
         extra = f"{bound}-bound"
         if quota.remaining is not None:
             extra += f", Zoho quota {quota.remaining:,} left"
+            reserve = self.budget.reserve_calls()
+            if reserve:
+                extra += f" of which {reserve:,} reserved for live traffic"
             reset = quota.reset_in(self.clock())
             if reset is not None:
                 extra += f" (renews in {human_duration(reset)})"
+        if bound == "zoho quota":
+            extra += f", {projected_days(seconds)} day(s) at the daily quota"
         where = f"{self.part} p.{self.page}" if self.part else "starting"
         text = (
             f"{self.flow} since {self.since.isoformat()} [{bar}] {where}: {self.found:,} found, "
@@ -857,6 +891,61 @@ def _with_retry(fn: Callable[[], Page], progress: Progress | None,
             sleep(wait)
 
 
+#: States in which a record still owes its flow's Zoho call: payables and vendors read Zoho
+#: first (fetch), expenses write Zoho last (the journal POST).
+_OWES_ZOHO: dict[str, tuple[RecordState, ...]] = {
+    "payables": (RecordState.RECEIVED,),
+    "vendors": (RecordState.RECEIVED,),
+    "expenses": (RecordState.RECEIVED, RecordState.FETCHED, RecordState.MAPPED,
+                 RecordState.VALIDATED),
+}  # fmt: skip
+
+
+def pending_zoho_calls(db: Database, connection_id: int, flow: str) -> int:
+    """Zoho calls the flow's records not yet past their Zoho step still need (webhook records
+    included: counting them too keeps the estimate on the safe side)."""
+    from sqlalchemy import func
+
+    with db.session() as session:
+        count = session.execute(
+            select(func.count())
+            .select_from(SyncRecord)
+            .where(
+                SyncRecord.connection_id == connection_id,
+                SyncRecord.flow == flow,
+                SyncRecord.state.in_([st.value for st in _OWES_ZOHO[flow]]),
+            )
+        ).scalar_one()
+    return math.ceil(count * COSTS[flow].zoho)
+
+
+def check_pace(
+    db: Database,
+    settings: Settings,
+    connection_id: int,
+    flow: str,
+    organization_id: str,
+    page_size: int,
+    *,
+    now: float | None = None,
+) -> None:
+    """Raise ``QuotaReserveError`` unless today's Zoho quota above the reserve covers the next
+    page: its list call, the Zoho calls of the records it may create, and those still owed by
+    records already queued. This is what keeps a backfill within the daily quota: it lists no
+    more than the pipeline can post today without touching the reserve, and goes on (the
+    same command, from the saved cursor) once the quota renews."""
+    state = connections.quota_store(settings).get(organization_id)
+    cost = COSTS[flow]
+    page = (1 if cost.source == "zoho" else 0) + math.ceil(page_size * cost.zoho)
+    pending = pending_zoho_calls(db, connection_id, flow)
+    quota_mod.check_reserve(
+        state, settings.zoho_daily_reserve, time.time() if now is None else now,
+        "the backfill", cost=page + pending,
+        detail=f"the next page needs up to {page:,} call(s)"
+        + (f" and records already queued {pending:,} more" if pending else ""),
+    )  # fmt: skip
+
+
 def run(
     db: Database,
     settings: Settings,
@@ -890,13 +979,25 @@ def run(
     # Stopped inside a part: re-read the page before where it stopped (see ``overlap``).
     position = source.overlap(resume_at) if resume_at is not None else source.first_position
     first = True
+    bulk = quota_mod.bulk("the backfill")  # its Zoho calls stop at the daily reserve
+    bulk.__enter__()
     try:
         if flow == "expenses":  # the list is Concur's; one cheap Zoho read shows the quota
             from contextlib import suppress
 
             with suppress(Exception):
                 source.zoho().request("GET", "/settings/currencies")
+        try:
+            organization_id = source.zoho().organization_id or ""
+        except ConnectorError:  # an expenses backfill lists Concur; pacing needs Zoho's org
+            organization_id = ""
+        if progress is not None and organization_id:
+            progress.budget.seed(
+                connections.quota_store(settings).get(organization_id), progress.clock
+            )
         while part < len(source.parts):
+            if organization_id:
+                check_pace(db, settings, connection_id, flow, organization_id, source.page_size)
             page = _with_retry(lambda: source.page(part, position), progress, sleep)  # noqa: B023
             batch: list[tuple[int, Step]] = []
             created = 0
@@ -933,6 +1034,7 @@ def run(
             part = cursor.part
             position = source.first_position if cursor.position is None else cursor.position
     finally:
+        bulk.__exit__(None, None, None)
         source.close()
     return Outcome(cursor)
 

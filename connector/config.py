@@ -84,6 +84,11 @@ class Settings:
     concur_rate_limits: str = ""
     #: Seconds each granted call keeps its slot beyond the vendor's period (arrival jitter).
     rate_limit_margin: float = 0.5
+    #: Zoho calls in flight at once per organization, all workers together (docs/rate-limits.md).
+    zoho_max_in_flight: int = 5
+    #: Share of each Zoho organization's daily quota that backfills and reconciliation leave
+    #: to live traffic (webhooks, polls).
+    zoho_daily_reserve: float = 0.10
     #: Per-worker Celery ceilings for each queue (``celeryconfig`` annotations).
     celery_zoho_rate_limit: str | None = None
     celery_concur_rate_limit: str | None = None
@@ -267,6 +272,36 @@ class Settings:
                     f"got {get('RATE_LIMIT_MARGIN')!r}"
                 )
                 rate_margin = 0.5
+        zoho_in_flight = 5
+        if get("ZOHO_MAX_IN_FLIGHT") is not None:
+            try:
+                zoho_in_flight = int(get("ZOHO_MAX_IN_FLIGHT") or "")
+                if not 1 <= zoho_in_flight <= 100:
+                    raise ValueError
+            except ValueError:
+                problems.append(
+                    "ZOHO_MAX_IN_FLIGHT must be a whole number of calls between 1 and 100 "
+                    f"(Zoho allows 5 on the free plan, 10 on paid plans), got "
+                    f"{get('ZOHO_MAX_IN_FLIGHT')!r}"
+                )
+                zoho_in_flight = 5
+        zoho_reserve = 0.10
+        if get("ZOHO_DAILY_RESERVE") is not None:
+            raw_reserve = (get("ZOHO_DAILY_RESERVE") or "").strip()
+            try:
+                zoho_reserve = (
+                    float(raw_reserve[:-1]) / 100
+                    if raw_reserve.endswith("%")
+                    else float(raw_reserve)
+                )
+                if not 0 <= zoho_reserve < 1:
+                    raise ValueError
+            except ValueError:
+                problems.append(
+                    "ZOHO_DAILY_RESERVE must be a share of the daily quota below 1 "
+                    f"(0.1 or 10%), got {raw_reserve!r}"
+                )
+                zoho_reserve = 0.10
         if concur_limits:
             try:
                 parse_concur_limits(concur_limits)
@@ -312,6 +347,8 @@ class Settings:
             concur_rate_limit=rate_settings["CONCUR_RATE_LIMIT"],
             concur_rate_limits=concur_limits,
             rate_limit_margin=rate_margin,
+            zoho_max_in_flight=zoho_in_flight,
+            zoho_daily_reserve=zoho_reserve,
             celery_zoho_rate_limit=get("CELERY_ZOHO_RATE_LIMIT"),
             celery_concur_rate_limit=get("CELERY_CONCUR_RATE_LIMIT"),
             visibility_timeout=get_int("CELERY_VISIBILITY_TIMEOUT", 3600),

@@ -24,9 +24,10 @@ from connector import ledger
 from connector.api.base import CallRecord
 from connector.api.oauth import RefreshingAuth, TokenManager
 from connector.api.redaction import register_secret
-from connector.api.throttle import LimiterThrottle
+from connector.api.throttle import LimiterThrottle, ZohoThrottle
 from connector.concur import auth as concur_auth
 from connector.concur.client import ConcurClient
+from connector.concurrency import Semaphore, make_semaphore, zoho_slots_key
 from connector.config import Settings
 from connector.db import Database, utcnow
 from connector.errors import ConnectorError, ReauthRequired, UnknownConnection
@@ -38,6 +39,7 @@ from connector.models import (
     RecordState,
     SyncRecord,
 )
+from connector.quota import QuotaStore, make_quota_store
 from connector.ratelimit import (
     Limiter,
     RateLimitPolicy,
@@ -361,6 +363,28 @@ def limiter(settings: Settings) -> Limiter:
     return _limiter(settings.redis_url, str(settings.limiter_sqlite_path))
 
 
+@lru_cache(maxsize=8)
+def _semaphore(redis_url: str | None, sqlite_path: str) -> Semaphore:
+    return make_semaphore(redis_url, sqlite_path)
+
+
+def semaphore(settings: Settings) -> Semaphore:
+    """The process's shared in-flight cap (Redis, or SQLite beside the limiter)."""
+    limiter(settings)  # creates var/ in embedded mode
+    return _semaphore(settings.redis_url, str(settings.limiter_sqlite_path))
+
+
+@lru_cache(maxsize=8)
+def _quota_store(redis_url: str | None, sqlite_path: str) -> QuotaStore:
+    return make_quota_store(redis_url, sqlite_path)
+
+
+def quota_store(settings: Settings) -> QuotaStore:
+    """Each Zoho organization's daily quota as its last response said (``connector.quota``)."""
+    limiter(settings)
+    return _quota_store(settings.redis_url, str(settings.limiter_sqlite_path))
+
+
 def rate_policy(settings: Settings) -> RateLimitPolicy:
     return RateLimitPolicy(
         zoho=parse_limit(settings.zoho_rate_limit),
@@ -440,7 +464,16 @@ def zoho_client(
         )
     policy = rate_policy(settings)
     throttle = (
-        LimiterThrottle(limiter(settings), lambda _m, _p: policy.for_zoho(organization_id))
+        ZohoThrottle(
+            limiter(settings),
+            lambda _m, _p: policy.for_zoho(organization_id),
+            organization_id=organization_id,
+            semaphore=semaphore(settings),
+            slots_key=zoho_slots_key(organization_id),
+            max_in_flight=settings.zoho_max_in_flight,
+            quota=quota_store(settings),
+            reserve=settings.zoho_daily_reserve,
+        )
         if organization_id
         else None
     )

@@ -121,6 +121,19 @@ class QuotaExhaustedError(RateLimitedError):
     """
 
 
+class QuotaReserveError(QuotaExhaustedError):
+    """Raised before a bulk call (backfill, reconciliation) when only the daily reserve is left.
+
+    Nothing was sent (``local``). ``resumes_at`` is when the vendor's daily quota renews, so the
+    message can say when the work goes on; live webhooks and polls keep using the reserve.
+    """
+
+    def __init__(self, message: str = "", *, resumes_at: float | None = None, **kw: Any) -> None:
+        kw.setdefault("local", True)
+        super().__init__(message, **kw)
+        self.resumes_at = resumes_at
+
+
 class FatalError(ApiError):
     """Raised for a definitive 4xx: the record goes ``failed`` with the vendor's message."""
 

@@ -16,7 +16,8 @@ its "wait" answer is an emission interval, not the moment a slot frees up.  The 
 the wait exact: it is the time until the oldest relevant grant leaves the window, so a retry at
 that moment succeeds (unless another caller takes the slot first, in which case it gets a new
 exact wait).  The cost is memory: O(requests) entries per active key, which is small for
-per-minute limits (100 entries for a Zoho organization).  Daily quotas are not modelled here.
+per-minute limits (100 entries for a Zoho organization).  Daily quotas live in
+``connector/quota.py`` and calls in flight in ``connector/concurrency.py``.
 
 Timestamps are integer microseconds so that every backend compares them exactly.  A grant
 occupies the closed interval ``[t, t + period]``; the next grant that needs its slot comes at

@@ -144,9 +144,11 @@ def index() -> str:
     counts = operations.counts_by_flow_state(db)
     states = [s for s in operations.PROBLEM_STATES]
     groups = operations.problem_groups(db)
+    overview = operations.connections_overview(db)
     return render_template(
         "ops/index.html",
-        connections=operations.connections_overview(db),
+        connections=overview,
+        zoho_quotas=_zoho_quotas(overview),
         counts=counts,
         all_states=_state_columns(counts),
         groups=groups,
@@ -155,6 +157,23 @@ def index() -> str:
         message=request.args.get("message"),
         user=g.ops_user,
     )
+
+
+def _zoho_quotas(overview: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each Zoho organization's remaining daily quota (``connector.quota``), as last read."""
+    from connector import connections, quota
+
+    settings = _settings()
+    orgs = [c["zoho_organization_id"] for c in overview if c.get("zoho_organization_id")]
+    if not orgs:
+        return []
+    try:
+        store = connections.quota_store(settings)
+        return quota.overview(store, orgs, settings.zoho_daily_reserve)
+    except Exception as exc:  # the page must render even when Redis is down
+        return [
+            {"organization_id": o, "status": f"unavailable ({type(exc).__name__})"} for o in orgs
+        ]
 
 
 def _state_columns(counts: dict[str, dict[str, int]]) -> list[str]:

@@ -60,8 +60,13 @@ class AuthProvider(Protocol):
 class Throttle(Protocol):
     """Shared rate-limit bucket consulted before every request (``connector/ratelimit.py``)."""
 
-    def before_request(self, method: str, path: str) -> None:
-        """Take a token for this call or raise ``RateLimitedError(retry_after=...)``."""
+    def before_request(
+        self, method: str, path: str
+    ) -> Callable[[requests.Response | None], None] | None:
+        """Take a token for this call or raise ``RateLimitedError(retry_after=...)``.
+
+        May return a callable the client calls once the attempt is over, with the response or
+        ``None`` (a concurrency slot to free, quota headers to read)."""
         ...
 
 
@@ -321,14 +326,21 @@ class ApiClient:
         attempt: int,
     ) -> tuple[requests.Response, ApiError | None]:
         """Send once, translate, notify the observer; network failures raise here."""
+        finish: Callable[[requests.Response | None], None] | None = None
         if self.throttle is not None:
             try:
-                self.throttle.before_request(method, safe_path)
+                finish = self.throttle.before_request(method, safe_path)
             except ApiError as exc:
                 self._stamp(exc, method, safe_path, None, correlation_id)
                 raise
-        headers = self._headers(correlation_id, extra)
+        try:
+            headers = self._headers(correlation_id, extra)
+        except BaseException:
+            if callable(finish):
+                finish(None)
+            raise
         started = time.monotonic()
+        response: requests.Response | None = None
         try:
             response = self.session.request(
                 method, url, headers=headers, timeout=self.timeout, **send
@@ -339,6 +351,10 @@ class ApiClient:
             self._record(method, safe_path, None, started, correlation_id, None, failure, attempt)
             # ``from None``: the original exception's text holds the full URL, query included.
             raise failure from None
+        finally:
+            # Frees the concurrency slot (and reads the quota headers) however the attempt ended.
+            if callable(finish):
+                finish(response)
 
         error = self.translate(response)
         request_id = self._request_id(response)

@@ -15,13 +15,21 @@ from typing import Any, TextIO
 import click
 
 from connector.commands import common
-from connector.errors import ConnectorError, QuotaExhaustedError
+from connector.errors import ConnectorError, QuotaExhaustedError, QuotaReserveError
 
 
 def _quota_spent(exc: ConnectorError) -> int:
     from connector.backfill import human_duration
 
     retry_after = getattr(exc, "retry_after", 0.0)
+    if isinstance(exc, QuotaReserveError):
+        click.echo(
+            f"\nstopped at the Zoho daily reserve: {exc}. The cursor is saved: run the same "
+            f"command again in {human_duration(retry_after)} to continue; live webhooks and "
+            "polls keep posting meanwhile (the reserve is theirs)",
+            err=True,
+        )
+        return 3
     click.echo(
         f"\nstopped: the Zoho daily quota is spent ({exc}); the cursor is saved: run the "
         f"same command again in {human_duration(retry_after)} to continue",

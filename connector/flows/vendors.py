@@ -20,11 +20,11 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from connector import intake, ledger, sync
+from connector import intake, ledger, quota, sync
 from connector import vendors as engine
 from connector.config import Settings
 from connector.db import Database
-from connector.errors import ValidationFailed
+from connector.errors import QuotaReserveError, ValidationFailed
 from connector.flows import PostResult, StepContext
 from connector.models import Step, SyncRecord, VendorLink, WebhookEvent
 
@@ -131,8 +131,16 @@ intake.register("zoho", "contact", handle_contact_event)
 
 
 def reconcile_pass(db: Database, settings: Settings, connection_id: int) -> sync.PassResult:
-    """Beat's and ``connector sync ID --flow vendors``'s entry: one reconciliation, inline."""
-    report = engine.reconcile(db, settings, connection_id)
+    """Beat's and ``connector sync ID --flow vendors``'s entry: one reconciliation, inline.
+
+    Its Zoho calls are bulk work: at the daily reserve the pass stops and says when the quota
+    renews; the next beat pass after that carries on (reconciliation is idempotent)."""
+    try:
+        with quota.bulk("vendor reconciliation"):
+            report = engine.reconcile(db, settings, connection_id)
+    except QuotaReserveError as exc:
+        log.info("vendors connection %s: %s", connection_id, exc)
+        return sync.PassResult([], f"skipped: {exc}")
     return sync.PassResult([], report.summary())
 
 

@@ -8,6 +8,10 @@ Readings chosen where the reference notes (``zoho-books.md`` §2, §5, §6) are 
   whichever way the window slides.
 - ``X-Rate-Limit-Remaining: 0`` with ``X-Rate-Limit-Reset`` means the *daily* quota is spent:
   ``QuotaExhaustedError`` waits the reset seconds (an epoch value is converted, defensively).
+- Zoho's concurrency refusal (too many calls in flight for the organization) is unconfirmed in
+  shape; read as a 429 (or code 44/45) whose message mentions "concurren": a
+  ``RateLimitedError`` with a short wait (:data:`CONCURRENCY_RETRY_SECONDS`), since a slot frees
+  when any call in flight ends, not after a minute.
 - Every Zoho 401 (code 57 "not authorized", 14 or any other) is ``TokenExpiredError``: the
   client refreshes once and retries; a second 401 (scope, org, revoked) becomes
   ``ReauthRequired``.
@@ -46,6 +50,8 @@ INTERNAL_ERROR_CODES = frozenset({1000})
 
 #: Per-organization limit: 100 requests per minute.
 MINUTE_WINDOW_SECONDS = 60.0
+#: A concurrency refusal clears as soon as one call in flight ends.
+CONCURRENCY_RETRY_SECONDS = 2.0
 #: Zoho Accounts blocks token creation for the rest of a 10-minute window.
 TOKEN_THROTTLE_SECONDS = 600.0
 
@@ -73,6 +79,10 @@ def translate(
         reset = _daily_reset_seconds(response)
         if reset is not None:
             return QuotaExhaustedError(f"daily API quota spent: {message}", retry_after=reset, **kw)
+        if "concurren" in message.lower():
+            return RateLimitedError(
+                f"too many calls in flight: {message}", retry_after=CONCURRENCY_RETRY_SECONDS, **kw
+            )
         return RateLimitedError(message, retry_after=minute_window, **kw)
     if status < 400 and code in (None, 0):
         return None

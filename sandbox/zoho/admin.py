@@ -195,18 +195,38 @@ def limits() -> Response | tuple[Response, int]:
                     org.daily_limit = daily
                 else:
                     store.settings["daily_quota"] = daily
+            if "concurrent" in body:
+                cap = None if body["concurrent"] is None else int(body["concurrent"])
+                if cap is not None and cap < 1:
+                    return _bad("concurrent must be a positive number of calls, or null")
+                if org is not None:
+                    org.concurrent_limit = cap
+                else:
+                    store.settings["concurrent"] = cap
+            if "latency" in body:
+                latency = float(body["latency"] or 0.0)
+                if not 0 <= latency <= 30:
+                    return _bad("latency must be between 0 and 30 seconds")
+                store.settings["latency"] = latency
             if body.get("reset_windows"):
                 store.minute_window.reset()
+                store.reset_concurrency_stats()
         return jsonify(
             {
                 "per_minute": store.minute_window.limit,
                 "period": store.minute_window.period,
                 "daily_default": store.settings["daily_quota"],
+                "concurrent_default": store.settings["concurrent"],
+                "latency": store.settings["latency"],
                 "orgs": {
                     o.organization_id: {
                         "per_minute": store.minute_window.limit_for(o.organization_id),
                         "daily": store.daily_quota(o),
                         "daily_used": o.daily_used,
+                        "concurrent": store.concurrency_limit(o),
+                        "in_flight": store.in_flight.get(o.organization_id, 0),
+                        "max_in_flight": store.max_in_flight.get(o.organization_id, 0),
+                        "concurrency_refused": store.concurrency_refused.get(o.organization_id, 0),
                     }
                     for o in store.orgs.values()
                 },

@@ -8,6 +8,7 @@ window and the daily quota, in that order. Errors use Zoho's ``{code, message}``
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable
 from datetime import datetime
 from datetime import time as dtime
@@ -75,6 +76,24 @@ def _rate_headers(response: Response) -> Response:
     return response
 
 
+@bp.after_request
+def _latency(response: Response) -> Response:
+    """The simulated processing time of an admitted call: after the view (views run under the
+    state lock, which must not be held while waiting), before its in-flight slot is freed."""
+    if g.get("zoho_in_flight") is not None:
+        latency = float(_store().settings.get("latency") or 0.0)
+        if latency > 0:
+            time.sleep(latency)
+    return response
+
+
+@bp.teardown_request
+def _leave(_exc: BaseException | None) -> None:
+    org_id = g.pop("zoho_in_flight", None)
+    if org_id is not None:
+        _store().leave(org_id)
+
+
 def _scope_ok(at: AccessToken, scope: str) -> bool:
     module, op = scope.lower().split(".")
     s = at.scopes
@@ -106,6 +125,10 @@ def _guard(scope: str, *, org_required: bool = True) -> tuple[ZohoStore, AccessT
         if org is None or org.dc != dc or user is None or org_id not in user.org_ids:
             raise E.not_authorized()
         g.sandbox_tenant = f"zoho:{org_id}"
+        if not store.enter(org):
+            store.state.stats.record_429(g.sandbox_tenant)
+            raise ZohoError(429, E.RATE_LIMITED, E.CONCURRENCY_MESSAGE)
+        g.zoho_in_flight = org_id  # released by _leave when the request ends, however it ends
         key = org_id
         if not store.minute_window.hit(key):
             g.zoho_quota = store.daily_state(org)

@@ -40,6 +40,12 @@ NOT_AUTHORIZED_MESSAGE = "You are not authorized to perform this operation"
 RATE_LIMITED_MESSAGE = (
     "You have made too many requests continuously. Please try again after some time."
 )
+#: Zoho's wording and code for its concurrency refusal are UNCONFIRMED: the sandbox answers 429
+#: with the rate-limit code and this message (the connector reads "concurrent" in it).
+CONCURRENCY_MESSAGE = (
+    "You have exceeded the maximum number of concurrent API requests allowed for your "
+    "organization. Please try again after some time."
+)
 DAILY_LIMIT_MESSAGE = (
     "You have reached the maximum number of API calls allowed per day for your organization."
 )

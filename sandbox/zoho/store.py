@@ -37,6 +37,10 @@ DAILY_QUOTA_BY_PLAN = {
     "ELITE": 10000,
     "ULTIMATE": 10000,
 }
+#: Concurrent calls per organization: 5 on the free plan, 10 on paid plans (issue #14; Zoho
+#: publishes no figure, see docs/sandbox.md).
+CONCURRENCY_BY_PLAN = {"FREE": 5}
+CONCURRENCY_PAID = 10
 
 
 def _token() -> str:
@@ -140,6 +144,7 @@ class Org:
     )
     daily_limit: int | None = None
     daily_used: int = 0
+    concurrent_limit: int | None = None
     daily_day: int = -1
 
     def next_id(self) -> str:
@@ -184,6 +189,10 @@ class ZohoStore:
         )
         self.webhooks: dict[str, dict[str, Any]] = {}
         self.settings: dict[str, Any] = {}
+        #: Books calls being processed per organization, the most seen at once, and refusals.
+        self.in_flight: dict[str, int] = {}
+        self.max_in_flight: dict[str, int] = {}
+        self.concurrency_refused: dict[str, int] = {}
         self._clear()
         self._reset_settings()
         state.on_reset(self.reset)
@@ -199,6 +208,7 @@ class ZohoStore:
 
     # --- lifecycle ----------------------------------------------------------------------
     def _clear(self) -> None:
+        self.reset_concurrency_stats()
         self.orgs: dict[str, Org] = {}
         self.users: dict[str, User] = {}
         self.users_by_email: dict[str, str] = {}
@@ -219,6 +229,8 @@ class ZohoStore:
             "max_access_tokens_per_refresh": MAX_ACCESS_TOKENS_PER_REFRESH,
             "max_refresh_tokens_per_user": MAX_REFRESH_TOKENS_PER_USER,
             "daily_quota": None,  # None = by plan
+            "concurrent": None,  # calls in flight per org; None = by plan
+            "latency": 0.0,  # seconds each Books call takes (makes concurrency observable)
             "webhook_attempts": 5,
             "webhooks_on_api_writes": True,
             # How X-Zoho-Webhook-Signature is written (UNCONFIRMED for Books): hex or base64.
@@ -473,6 +485,33 @@ class ZohoStore:
         if self.settings["daily_quota"] is not None:
             return int(self.settings["daily_quota"])
         return DAILY_QUOTA_BY_PLAN.get(org.plan, 5000)
+
+    def concurrency_limit(self, org: Org) -> int:
+        if org.concurrent_limit is not None:
+            return org.concurrent_limit
+        if self.settings["concurrent"] is not None:
+            return int(self.settings["concurrent"])
+        return CONCURRENCY_BY_PLAN.get(org.plan, CONCURRENCY_PAID)
+
+    def enter(self, org: Org) -> bool:
+        """Count one Books call in flight for ``org``; False (refused) at its concurrency cap.
+        Called under ``state.lock``; :meth:`leave` undoes it when the request ends."""
+        key = org.organization_id
+        held = self.in_flight.get(key, 0)
+        if held >= self.concurrency_limit(org):
+            self.concurrency_refused[key] = self.concurrency_refused.get(key, 0) + 1
+            return False
+        self.in_flight[key] = held + 1
+        self.max_in_flight[key] = max(self.max_in_flight.get(key, 0), held + 1)
+        return True
+
+    def leave(self, organization_id: str) -> None:
+        with self.state.lock:
+            self.in_flight[organization_id] = max(0, self.in_flight.get(organization_id, 1) - 1)
+
+    def reset_concurrency_stats(self) -> None:
+        self.max_in_flight.clear()
+        self.concurrency_refused.clear()
 
     def daily_state(self, org: Org) -> tuple[int, int, int]:
         """(limit, remaining, seconds until reset) for the org's current sandbox-clock UTC day."""
