@@ -69,6 +69,7 @@ def test_flower_refuses_to_start_open_in_production(tmp_path: Path) -> None:
         "REDIS_URL": "redis://127.0.0.1:6379/15",
         "CONNECTOR_SECRET_KEY": Fernet.generate_key().decode(),
         "CONNECTOR_VAR_DIR": str(tmp_path),
+        "CONNECTOR_PUBLIC_URL": "https://connector.example",
     }
     out = connector("flower", env=env)
     assert out.returncode == 2 and "FLOWER_BASIC_AUTH" in out.stderr and "Traceback" not in out.stderr
