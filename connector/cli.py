@@ -174,28 +174,41 @@ def flower(port: int | None, address: str | None, extra: tuple[str, ...]) -> Non
     anywhere else it refuses to start without FLOWER_BASIC_AUTH. The credentials go to Flower
     through its own environment variable, not the command line, so they never show in ``ps``.
     """
+    settings = _settings()
+    argv = flower_argv(settings, port or int(os.environ.get("PORT", "5555")), address, extra)
+    env = dict(os.environ)
+    if settings.flower_basic_auth:
+        env["FLOWER_BASIC_AUTH"] = settings.flower_basic_auth
+    os.execvpe(argv[0], argv, env)  # noqa: S606  (replace this process: signals reach Flower)
+
+
+def flower_argv(
+    settings: Any, port: int, address: str | None, extra: tuple[str, ...] = ()
+) -> list[str]:
+    """Flower's command line, or an error when it would listen beyond loopback without auth.
+
+    Default address: 127.0.0.1 in embedded mode, 0.0.0.0 in production (the platform's router
+    must reach it, and FLOWER_BASIC_AUTH is then required).
+    """
     from connector.config import is_loopback_host
 
-    settings = _settings()
     for arg in extra:
-        if arg.split("=", 1)[0] in ("--address", "--basic-auth", "--basic_auth", "--auth"):
-            raise click.UsageError(f"set {arg.split('=', 1)[0]} through connector flower's own "
-                                   "options and FLOWER_BASIC_AUTH, not as a Flower argument")  # fmt: skip
+        name = arg.split("=", 1)[0]
+        if name in ("--address", "--basic-auth", "--basic_auth", "--auth"):
+            raise click.UsageError(
+                f"set {name} through connector flower's own options and FLOWER_BASIC_AUTH, "
+                "not as a Flower argument"
+            )
     address = address or ("127.0.0.1" if settings.embedded else "0.0.0.0")  # noqa: S104
     if not settings.flower_basic_auth and not is_loopback_host(address):
         raise ConfigurationError(
             f"FLOWER_BASIC_AUTH (user:password) is required to run Flower on {address} "
             "(only a loopback address may run without it)"
         )
-    env = dict(os.environ)
-    if settings.flower_basic_auth:
-        env["FLOWER_BASIC_AUTH"] = settings.flower_basic_auth
-    port = port or int(os.environ.get("PORT", "5555"))
-    argv = [
+    return [
         sys.executable, "-m", "celery", "-A", "tasks", "flower",
         f"--address={address}", f"--port={port}", *extra,
     ]  # fmt: skip
-    os.execvpe(argv[0], argv, env)  # noqa: S606  (replace this process: signals reach Flower)
 
 
 # --------------------------------------------------------------------------- run
