@@ -29,6 +29,7 @@ from flask import (
     request,
     url_for,
 )
+from werkzeug.wrappers import Response as BaseResponse
 
 from connector import operations
 from connector.config import Settings
@@ -114,11 +115,11 @@ def _require_auth() -> Response | None:
 
 
 @bp.after_request
-def _headers(response: Response) -> Response:
+def _headers(response: BaseResponse) -> BaseResponse:
     return security_headers(response)
 
 
-def security_headers(response: Response) -> Response:
+def security_headers(response: BaseResponse) -> BaseResponse:
     """The operator pages' headers: no caching, no framing, no sniffing, no referrer, tight CSP."""
     response.headers.setdefault("Referrer-Policy", "no-referrer")
     response.headers.setdefault("Cache-Control", "no-store")

@@ -87,9 +87,11 @@ class CallRecord:
 def segment(value: object) -> str:
     """``value`` (an id from a payload or a vendor) escaped as exactly one URL path segment.
 
-    ``quote(..., safe="")`` turns ``/``, ``?``, ``#`` and ``%`` into escapes, so ``a/b?c``
-    cannot add a segment or a query. ``.`` and ``..`` survive quoting and would be collapsed by
-    the HTTP stack (``/contacts/..`` is ``/``), so they and the empty id are refused.
+    ``quote(..., safe="$")`` turns ``/``, ``?``, ``#``, ``%``, ``\\`` and whitespace into escapes,
+    so ``a/b?c`` cannot add a segment or a query. ``$`` stays literal: Concur's v3 ids contain it
+    (``gWM81vDo$oAsx…``) and, as a sub-delimiter, it cannot change the path's structure. ``.``
+    and ``..`` survive quoting and would be collapsed by the HTTP stack (``/contacts/..`` is
+    ``/``), so they and the empty id are refused.
 
     Raises:
         InvalidRequestError: the id is empty, ``.`` or ``..``.
@@ -97,7 +99,7 @@ def segment(value: object) -> str:
     text = str(value)
     if text in ("", ".", ".."):
         raise InvalidRequestError(f"refusing {text!r} as an id in a URL path")
-    return quote(text, safe="")
+    return quote(text, safe="$")
 
 
 def json_body(response: requests.Response) -> Any:

@@ -558,7 +558,14 @@ def test_a_redirect_is_an_error_and_is_never_followed(status: int) -> None:
 
 @pytest.mark.parametrize(
     ("raw", "escaped"),
-    [("../x", "..%2Fx"), ("a/b?c", "a%2Fb%3Fc"), ("x#frag", "x%23frag"), ("50%", "50%25")],
+    [
+        ("../x", "..%2Fx"),
+        ("a/b?c", "a%2Fb%3Fc"),
+        ("x#frag", "x%23frag"),
+        ("50%", "50%25"),
+        ("a\\b c", "a%5Cb%20c"),
+        ("gWM81vDo$oAsx", "gWM81vDo$oAsx"),  # Concur v3 ids carry '$'
+    ],
 )
 @responses.activate
 def test_payload_ids_are_escaped_as_one_path_segment(raw: str, escaped: str) -> None:
