@@ -299,6 +299,49 @@ def discard_zoho_change(settings: Settings, pending: PendingChange) -> None:
         _revoke_quietly(settings, grant.auth_base_url, grant.refresh_token)
 
 
+def revoke_abandoned_changes(db: Database, settings: Settings) -> int:
+    """Revoke the new logins of change confirmations nobody answered before they expired.
+
+    A held change keeps a live refresh token at Zoho (sealed in its state) that would otherwise
+    occupy one of that user's 20 slots. Each expired, unused confirmation is claimed with one
+    conditional UPDATE (so two beat runs never both revoke) and its token revoked. Returns how
+    many were revoked. Run by beat with the OAuth state purge.
+    """
+    from sqlalchemy import update
+
+    from connector import oauth_state
+    from connector.models import OAuthState
+
+    now = utcnow()
+    with db.session() as session:
+        rows = session.execute(
+            select(OAuthState.id, OAuthState.connection_id, OAuthState.data).where(
+                OAuthState.purpose == oauth_state.CONFIRM_CHANGE,
+                OAuthState.used_at.is_(None),
+                OAuthState.expires_at <= now,
+            )
+        ).all()
+    revoked = 0
+    for state_id, connection_id, data in rows:
+        with db.session() as session:
+            claimed = session.execute(
+                update(OAuthState)
+                .where(OAuthState.id == state_id, OAuthState.used_at.is_(None))
+                .values(used_at=now)
+                .execution_options(synchronize_session=False)
+            )
+            if claimed.rowcount != 1:  # type: ignore[attr-defined]
+                continue
+        try:
+            discard_zoho_change(settings, pending_from_data(connection_id, dict(data or {})))
+        except (ConnectorError, KeyError, ValueError) as exc:
+            log.warning("could not revoke an abandoned Zoho re-authorization: %s", exc)
+            continue
+        log.info("connection %s: revoked an unconfirmed Zoho re-authorization", connection_id)
+        revoked += 1
+    return revoked
+
+
 def pending_from_data(connection_id: int, data: dict[str, Any]) -> PendingChange:
     """Rebuild a ``PendingChange`` from a confirmation state's data."""
     return PendingChange(
