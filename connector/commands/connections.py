@@ -210,6 +210,7 @@ def connect_zoho(
             f"{connections.public_base_url(settings)}/oauth/zoho/start?connection={connection_id}"
         )
         click.echo(f"Open this URL in a browser to authorize Zoho Books:\n  {start}")
+        click.echo("(it asks for the operator login, OPS_BASIC_AUTH, like /ops)")
         click.echo("(or pass --code and --organization-id from a Self Client)")
         return
     if not organization_id:
