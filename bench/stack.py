@@ -314,6 +314,7 @@ class Stack:
         }
         var = self.workdir / "var"
         var.mkdir(exist_ok=True)
+        env["CONNECTOR_PUBLIC_URL"] = "http://127.0.0.1:5000"  # required in production mode
         env.update(
             DATABASE_URL=self.database_url,
             REDIS_URL=self.redis.url,

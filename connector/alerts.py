@@ -288,7 +288,10 @@ def render(
 def send_webhook(url: str, text: str, *, timeout: float = 10.0) -> None:
     import requests
 
-    response = requests.post(url, json={"text": text}, timeout=timeout)
+    # No redirects: the URL is a secret-bearing webhook and the digest must not go elsewhere.
+    response = requests.post(url, json={"text": text}, timeout=timeout, allow_redirects=False)
+    if response.is_redirect:
+        raise requests.HTTPError(f"alert webhook answered a {response.status_code} redirect")
     response.raise_for_status()
 
 

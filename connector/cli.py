@@ -159,24 +159,56 @@ def sync_now(connection: str, flows: tuple[str, ...]) -> None:
 
 @main.command("flower", context_settings={"ignore_unknown_options": True})
 @click.option("--port", type=int, default=None, help="default: $PORT or 5555")
+@click.option(
+    "--address",
+    default=None,
+    help="listen address (default: 127.0.0.1 in embedded mode, 0.0.0.0 in production)",
+)
 @click.argument("extra", nargs=-1, type=click.UNPROCESSED)
 @friendly_errors
-def flower(port: int | None, extra: tuple[str, ...]) -> None:
-    """Run Flower with basic auth (refused without FLOWER_BASIC_AUTH outside embedded mode).
+def flower(port: int | None, address: str | None, extra: tuple[str, ...]) -> None:
+    """Run Flower; listening anywhere but loopback needs FLOWER_BASIC_AUTH.
 
-    Flower without authentication is a remote control for the whole cluster, so production
-    refuses to start it open. The credentials go to Flower through its own environment variable,
-    not the command line, so they never show in ``ps``.
+    Flower without authentication is a remote control for the whole cluster, so whether it
+    needs a password is decided by where it listens (issue #12): on loopback it may run open,
+    anywhere else it refuses to start without FLOWER_BASIC_AUTH. The credentials go to Flower
+    through its own environment variable, not the command line, so they never show in ``ps``.
     """
     settings = _settings()
-    if not settings.flower_basic_auth and not settings.embedded:
-        raise ConfigurationError("FLOWER_BASIC_AUTH (user:password) is required to run Flower")
+    argv = flower_argv(settings, port or int(os.environ.get("PORT", "5555")), address, extra)
     env = dict(os.environ)
     if settings.flower_basic_auth:
         env["FLOWER_BASIC_AUTH"] = settings.flower_basic_auth
-    port = port or int(os.environ.get("PORT", "5555"))
-    argv = [sys.executable, "-m", "celery", "-A", "tasks", "flower", f"--port={port}", *extra]
     os.execvpe(argv[0], argv, env)  # noqa: S606  (replace this process: signals reach Flower)
+
+
+def flower_argv(
+    settings: Any, port: int, address: str | None, extra: tuple[str, ...] = ()
+) -> list[str]:
+    """Flower's command line, or an error when it would listen beyond loopback without auth.
+
+    Default address: 127.0.0.1 in embedded mode, 0.0.0.0 in production (the platform's router
+    must reach it, and FLOWER_BASIC_AUTH is then required).
+    """
+    from connector.config import is_loopback_host
+
+    for arg in extra:
+        name = arg.split("=", 1)[0]
+        if name in ("--address", "--basic-auth", "--basic_auth", "--auth"):
+            raise click.UsageError(
+                f"set {name} through connector flower's own options and FLOWER_BASIC_AUTH, "
+                "not as a Flower argument"
+            )
+    address = address or ("127.0.0.1" if settings.embedded else "0.0.0.0")  # noqa: S104
+    if not settings.flower_basic_auth and not is_loopback_host(address):
+        raise ConfigurationError(
+            f"FLOWER_BASIC_AUTH (user:password) is required to run Flower on {address} "
+            "(only a loopback address may run without it)"
+        )
+    return [
+        sys.executable, "-m", "celery", "-A", "tasks", "flower",
+        f"--address={address}", f"--port={port}", *extra,
+    ]  # fmt: skip
 
 
 # --------------------------------------------------------------------------- run
@@ -230,6 +262,9 @@ def run(
         use_sandbox = settings.embedded and not settings.zoho_client_id
     procs: list[tuple[str, subprocess.Popen[bytes]]] = []
     receiver = f"http://127.0.0.1:{port}"
+    # The web process learns where it listens from WEB_BIND (loopback: /ops may run without a
+    # password for local requests; docs/security.md).
+    env["WEB_BIND"] = f"127.0.0.1:{port}"
     sandbox_url = f"http://127.0.0.1:{sandbox_port}" if use_sandbox else None
     connection_id: int | None = None
 
@@ -278,7 +313,7 @@ def run(
             "gunicorn",
             "webhooks.wsgi:app",
             "--bind",
-            f"127.0.0.1:{port}",
+            env["WEB_BIND"],
             "--workers",
             "2",
             "--threads",

@@ -74,6 +74,9 @@ class Settings:
     #: real delivery (``connector webhooks zoho ID --inspect-last``).
     zoho_webhook_signature_encoding: str = "hex"
     port: int = 5000
+    #: Where the web process listens (``host:port``), as declared by whoever starts it
+    #: (``connector run`` sets it). Unset means "unknown": /ops then requires a password.
+    web_bind: str | None = None
     flower_basic_auth: str | None = field(default=None, repr=False)
     ops_basic_auth: str | None = field(default=None, repr=False)
     sandbox_url: str | None = None
@@ -236,6 +239,21 @@ class Settings:
         if ops_auth and ":" not in ops_auth:
             problems.append("OPS_BASIC_AUTH must be user:password")
 
+        web_bind = get("WEB_BIND")
+        if web_bind and bind_host(web_bind) is None:
+            problems.append(f"WEB_BIND must be host:port (or host), got {web_bind!r}")
+
+        public_url = (get("CONNECTOR_PUBLIC_URL") or "").rstrip("/") or None
+        if public_url is None:
+            if not embedded:
+                problems.append(
+                    "CONNECTOR_PUBLIC_URL is required outside embedded mode (the https:// address "
+                    "where Zoho, Concur and browsers reach the web process; OAuth redirect URIs "
+                    "are built from it, never from a request's Host header)"
+                )
+        else:
+            problems.extend(_check_public_url(public_url))
+
         alert_webhook = get("ALERT_WEBHOOK_URL")
         if alert_webhook and not alert_webhook.startswith(("https://", "http://")):
             problems.append("ALERT_WEBHOOK_URL must be an http(s):// URL")
@@ -243,7 +261,9 @@ class Settings:
         smtp_to = _split(get("ALERT_SMTP_TO"))
         smtp_from = get("ALERT_SMTP_FROM")
         if smtp_host and not (smtp_to and smtp_from):
-            problems.append("ALERT_SMTP_HOST needs ALERT_SMTP_FROM and ALERT_SMTP_TO (comma-separated)")
+            problems.append(
+                "ALERT_SMTP_HOST needs ALERT_SMTP_FROM and ALERT_SMTP_TO (comma-separated)"
+            )
         starttls_raw = (get("ALERT_SMTP_STARTTLS") or "true").lower()
         if starttls_raw not in {"true", "false", "1", "0", "yes", "no"}:
             problems.append(f"ALERT_SMTP_STARTTLS must be true or false, got {starttls_raw!r}")
@@ -339,10 +359,11 @@ class Settings:
             concur_webhook_public_keys=key_paths,
             zoho_webhook_signature_encoding=signature_encoding,
             port=get_int("PORT", 5000),
+            web_bind=web_bind,
             flower_basic_auth=flower_auth,
             ops_basic_auth=ops_auth,
             sandbox_url=(get("CONNECTOR_SANDBOX_URL") or "").rstrip("/") or None,
-            public_url=(get("CONNECTOR_PUBLIC_URL") or "").rstrip("/") or None,
+            public_url=public_url,
             zoho_rate_limit=rate_settings["ZOHO_RATE_LIMIT"],
             concur_rate_limit=rate_settings["CONCUR_RATE_LIMIT"],
             concur_rate_limits=concur_limits,
@@ -431,19 +452,106 @@ class Settings:
     def limiter_sqlite_path(self) -> Path:
         return (self.var_dir / "ratelimit.sqlite").resolve()
 
+    @property
+    def web_on_loopback(self) -> bool:
+        """True only when ``WEB_BIND`` declares a loopback address (unset counts as not)."""
+        return self.web_bind is not None and is_loopback_host(bind_host(self.web_bind) or "")
+
     def safe_summary(self) -> dict[str, str]:
-        """Settings for display (``connector config``): secrets masked, URLs without passwords."""
+        """Settings for display (``connector config``): secrets masked, URLs without passwords.
+
+        A URL's password may sit in its user-info (``redis://:pw@h``) or in its query
+        (``redis://h/0?password=pw``, ``?token=``); both are masked.
+        """
         out: dict[str, str] = {}
         for f in fields(self):
             value = getattr(self, f.name)
             if f.name in _SECRET_FIELDS:
                 out[f.name] = "<set>" if value else "<unset>"
-            elif isinstance(value, str) and "://" in value and "@" in value:
-                scheme, rest = value.split("://", 1)
-                out[f.name] = f"{scheme}://***@{rest.rsplit('@', 1)[1]}"
+            elif isinstance(value, str) and "://" in value:
+                out[f.name] = mask_url(value)
             else:
                 out[f.name] = str(value)
         return out
+
+
+#: Query parameters whose value is a credential (compared lower-case, ``-``/``_`` ignored).
+_SECRET_QUERY_KEYS = frozenset(
+    {"password", "passwd", "pwd", "pass", "token", "secret", "key", "apikey", "accesstoken",
+     "authtoken", "auth", "sig", "signature", "clientsecret", "refreshtoken", "credential"}
+)  # fmt: skip
+
+
+def mask_url(url: str) -> str:
+    """``url`` with the password of its user-info and every secret-looking query value masked."""
+    from urllib.parse import parse_qsl, urlencode, urlsplit
+
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "<unparseable URL>"
+    out = url
+    if "@" in parts.netloc:
+        out = out.replace(parts.netloc, "***@" + parts.netloc.rsplit("@", 1)[1], 1)
+    if parts.query:
+        pairs = parse_qsl(parts.query, keep_blank_values=True)
+        secret = [
+            k.lower().replace("-", "").replace("_", "") in _SECRET_QUERY_KEYS for k, _ in pairs
+        ]
+        if any(secret):
+            query = urlencode(
+                [(k, "***" if hide else v) for (k, v), hide in zip(pairs, secret, strict=True)],
+                safe="*",
+            )
+            out = (
+                out.split("?", 1)[0]
+                + "?"
+                + query
+                + (f"#{parts.fragment}" if parts.fragment else "")
+            )
+    return out
+
+
+def bind_host(bind: str) -> str | None:
+    """The host of a ``host:port`` / ``[v6]:port`` / ``host`` bind address; ``None`` if malformed."""
+    bind = bind.strip()
+    if bind.startswith("["):
+        host, sep, rest = bind[1:].partition("]")
+        if not sep or (rest and not (rest.startswith(":") and rest[1:].isdigit())):
+            return None
+        return host or None
+    head, sep, tail = bind.rpartition(":")
+    if sep and ":" not in head:
+        return head if tail.isdigit() and head else None
+    return bind if bind and ":" not in bind else None
+
+
+def is_loopback_host(host: str) -> bool:
+    """True for ``localhost`` and loopback IP literals (127.0.0.0/8, ::1); false for 0.0.0.0."""
+    import ipaddress
+
+    host = host.strip().lower().strip("[]")
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _check_public_url(url: str) -> list[str]:
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018  (raises on a malformed port)
+    except ValueError:
+        return [f"CONNECTOR_PUBLIC_URL is not a valid URL: {url[:60]!r}"]
+    if parts.scheme not in ("https", "http") or not parts.hostname:
+        return ["CONNECTOR_PUBLIC_URL must be an http(s):// URL with a host"]
+    if parts.username or parts.password or parts.query or parts.fragment:
+        return ["CONNECTOR_PUBLIC_URL must not carry credentials, a query or a fragment"]
+    return []
 
 
 def _embedded_key(var_dir: Path) -> str:

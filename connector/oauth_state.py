@@ -5,6 +5,13 @@ connection and the purpose; the signature is an HMAC-SHA256 under a key derived 
 ``CONNECTOR_SECRET_KEY``. The nonce is also a row in ``oauth_states``, and consuming it is one
 conditional UPDATE (``used_at IS NULL``), so a replayed or raced callback finds it used. The
 same mechanism guards the organization-choice form that follows the callback.
+
+Web states are also **bound to the browser** that started the authorization: ``browser_nonce``
+makes a random value the caller puts in an HttpOnly cookie, and only its SHA-256 is kept in the
+row's ``data``. ``consume`` refuses a browser-bound state unless the same cookie comes back, so a
+state copied out of an operator's browser (or a callback URL replayed from another machine) is
+useless. The check runs before the state is used up, so a stranger cannot burn the operator's
+state either. The hash lives in the existing JSON ``data`` column: no schema change.
 """
 
 from __future__ import annotations
@@ -30,6 +37,21 @@ STATE_TTL_SECONDS = 600
 
 AUTHORIZE = "zoho_authorize"
 CHOOSE_ORGANIZATION = "zoho_organization"
+#: A re-authorization that would move the connection to another Zoho user or organization,
+#: parked until an operator confirms that exact change (``connector.authorize``).
+CONFIRM_CHANGE = "zoho_confirm_change"
+
+#: The ``data`` key holding the browser cookie's hash.
+BROWSER_KEY = "browser_sha256"
+
+
+def browser_nonce() -> str:
+    """A fresh random value for the browser-binding cookie."""
+    return secrets.token_urlsafe(32)
+
+
+def _browser_hash(value: str) -> str:
+    return hashlib.sha256(b"connector oauth browser\0" + value.encode()).hexdigest()
 
 
 @dataclass(frozen=True)
@@ -59,9 +81,15 @@ def issue(
     *,
     data: dict[str, Any] | None = None,
     ttl: float = STATE_TTL_SECONDS,
+    browser: str | None = None,
 ) -> str:
-    """Create and store a state for ``purpose``; returns the value to hand out."""
+    """Create and store a state for ``purpose``; returns the value to hand out.
+
+    ``browser``: the browser-binding cookie value (``browser_nonce()``); only its hash is kept.
+    """
     nonce = secrets.token_urlsafe(24)
+    if browser is not None:
+        data = {**(data or {}), BROWSER_KEY: _browser_hash(browser)}
     now = utcnow()
     expires = now + dt.timedelta(seconds=ttl)
     with db.session() as session:
@@ -85,8 +113,20 @@ def issue(
     return f"{payload}.{signature}"
 
 
-def consume(db: Database, settings: Settings, value: str | None, purpose: str) -> ConsumedState:
-    """Check and use up a state; raises ``OAuthStateError`` saying what is wrong."""
+def consume(
+    db: Database,
+    settings: Settings,
+    value: str | None,
+    purpose: str,
+    *,
+    browser: str | None = None,
+    require_browser: bool = False,
+) -> ConsumedState:
+    """Check and use up a state; raises ``OAuthStateError`` saying what is wrong.
+
+    A state issued with a browser binding is accepted only with the same ``browser`` value;
+    ``require_browser`` also refuses a state that was issued without one (web views).
+    """
     payload_text, _, signature = (value or "").partition(".")
     expected = _b64(hmac.new(_key(settings), payload_text.encode(), hashlib.sha256).digest())
     if not payload_text or not hmac.compare_digest(signature, expected):
@@ -100,11 +140,21 @@ def consume(db: Database, settings: Settings, value: str | None, purpose: str) -
         raise OAuthStateError("the OAuth state belongs to another step of the authorization")
     now = utcnow()
     with db.session() as session:
-        row = session.execute(select(OAuthState).where(OAuthState.nonce == nonce)).scalar_one_or_none()
+        row = session.execute(
+            select(OAuthState).where(OAuthState.nonce == nonce)
+        ).scalar_one_or_none()
         if row is None or row.connection_id != connection_id:
             raise OAuthStateError("the OAuth state is unknown (was the connection deleted?)")
         if row.expires_at <= now:
             raise OAuthStateError("the OAuth state has expired; start the authorization again")
+        bound = (row.data or {}).get(BROWSER_KEY)
+        if (bound or require_browser) and not (
+            bound and browser and hmac.compare_digest(str(bound), _browser_hash(browser))
+        ):
+            raise OAuthStateError(
+                "this authorization was started in another browser (or its cookie is missing); "
+                "start it again from the operator page in this browser"
+            )
         taken = session.execute(
             update(OAuthState)
             .where(OAuthState.id == row.id, OAuthState.used_at.is_(None))
@@ -113,7 +163,8 @@ def consume(db: Database, settings: Settings, value: str | None, purpose: str) -
         )
         if taken.rowcount != 1:  # type: ignore[attr-defined]
             raise OAuthStateError("the OAuth state was already used; start the authorization again")
-        return ConsumedState(row.connection_id, row.purpose, dict(row.data or {}))
+        data = {k: v for k, v in (row.data or {}).items() if k != BROWSER_KEY}
+        return ConsumedState(row.connection_id, row.purpose, data)
 
 
 def purge_expired(db: Database, *, older_than: float = 86400.0) -> int:

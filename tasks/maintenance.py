@@ -32,11 +32,14 @@ def sweep(self: ConnectorTask) -> int:
 @app.task(base=ConnectorTask, bind=True, name="maintenance.refresh_tokens")
 def refresh_tokens(self: ConnectorTask) -> dict[str, object]:
     """Refresh access tokens that expire within CONNECTOR_REFRESH_MARGIN (one at a time each)."""
-    from connector import oauth_state
+    from connector import authorize, oauth_state
     from connector.config import get_settings
     from connector.token_refresh import refresh_due
 
-    report = refresh_due(self.db, get_settings())
+    settings = get_settings()
+    report = refresh_due(self.db, settings)
+    # Unanswered organization-change confirmations: revoke the new login they hold (issue #12).
+    authorize.revoke_abandoned_changes(self.db, settings)
     oauth_state.purge_expired(self.db)  # used or abandoned OAuth states, a day after expiry
     if report.refreshed or report.dead or report.deferred:
         log.info(

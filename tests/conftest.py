@@ -241,6 +241,7 @@ def stack_env(pg_url: str, redis_url: str, tmp_path: Path) -> dict[str, str]:
         REDIS_URL=redis_url,
         CONNECTOR_SECRET_KEY=TEST_SECRET_KEY,
         CONNECTOR_VAR_DIR=str(tmp_path / "var"),
+        CONNECTOR_PUBLIC_URL="http://127.0.0.1:5999",
         PYTHONPATH=str(ROOT),
     )
     (tmp_path / "var").mkdir(exist_ok=True)
@@ -321,6 +322,7 @@ def sandbox_settings(sandbox: Any, db: Any, tmp_path: Path) -> Any:
         concur_auth_url=f"{sandbox.url}/concur/us2",
         sandbox_url=sandbox.url,
         public_url="http://127.0.0.1:5999",
+        web_bind="127.0.0.1:5999",
     )
 
 

@@ -1,8 +1,8 @@
 """``/ops``: the operator's page. Connections, counts, problems grouped with a fix hint, replay.
 
 Server-rendered Jinja (``webhooks/templates/ops/``), no front-end build. Behind HTTP basic auth
-from ``OPS_BASIC_AUTH`` (user:password); outside embedded mode the page refuses to serve
-(503) until that is set. Every POST carries a CSRF token: an HMAC of the user name and a
+from ``OPS_BASIC_AUTH`` (user:password); without it the page is open only to loopback requests
+on a web process bound to loopback (``WEB_BIND``) and answers 503 otherwise. Every POST carries a CSRF token: an HMAC of the user name and a
 timestamp under a key derived from ``CONNECTOR_SECRET_KEY``, valid 12 hours, so no session
 store is needed.
 
@@ -29,6 +29,7 @@ from flask import (
     request,
     url_for,
 )
+from werkzeug.wrappers import Response as BaseResponse
 
 from connector import operations
 from connector.config import Settings
@@ -61,16 +62,31 @@ def _enqueue() -> Any:
 # --------------------------------------------------------------------------- auth + csrf
 
 
-@bp.before_request
-def _require_auth() -> Response | None:
+def _local_request() -> bool:
+    """True when this request comes straight from this machine (no proxy in between)."""
+    from connector.config import is_loopback_host
+
+    proxied = any(h in request.headers for h in ("X-Forwarded-For", "Forwarded", "X-Real-Ip"))
+    return not proxied and is_loopback_host(request.remote_addr or "")
+
+
+def operator_check() -> Response | None:
+    """The operator's login, shared by ``/ops`` and the OAuth start and confirmation views.
+
+    Open without a password only when the web process is declared bound to loopback
+    (``WEB_BIND``, set by ``connector run``) *and* the request itself comes from loopback with
+    no proxy header. Anything else needs ``OPS_BASIC_AUTH``; without it the answer is 503
+    naming the setting. The database URL plays no part (issue #12 item 4). Sets ``g.ops_user``.
+    """
     settings = _settings()
     expected = settings.ops_basic_auth
     if not expected:
-        if settings.embedded:
+        if settings.web_on_loopback and _local_request():
             g.ops_user = "local"
             return None
         return Response(
-            "The operator page is disabled: set OPS_BASIC_AUTH=user:password to enable it.\n",
+            "The operator pages are disabled: this web process is not bound to loopback only "
+            "(WEB_BIND), so they need a password. Set OPS_BASIC_AUTH=user:password.\n",
             503,
             mimetype="text/plain",
         )
@@ -93,8 +109,19 @@ def _require_auth() -> Response | None:
     return None
 
 
+@bp.before_request
+def _require_auth() -> Response | None:
+    return operator_check()
+
+
 @bp.after_request
-def _headers(response: Response) -> Response:
+def _headers(response: BaseResponse) -> BaseResponse:
+    return security_headers(response)
+
+
+def security_headers(response: BaseResponse) -> BaseResponse:
+    """The operator pages' headers: no caching, no framing, no sniffing, no referrer, tight CSP."""
+    response.headers.setdefault("Referrer-Policy", "no-referrer")
     response.headers.setdefault("Cache-Control", "no-store")
     response.headers.setdefault("X-Frame-Options", "DENY")
     response.headers.setdefault("X-Content-Type-Options", "nosniff")
@@ -115,7 +142,8 @@ def csrf_token(user: str, *, now: float | None = None) -> str:
     return f"{stamp}.{sig}"
 
 
-def _check_csrf() -> bool:
+def check_csrf() -> bool:
+    """True when the form's ``csrf_token`` was made for this operator within 12 hours."""
     token = request.form.get("csrf_token", "")
     stamp, _, sig = token.partition(".")
     if not stamp.isdigit() or not sig:
@@ -250,7 +278,7 @@ def _summary(report: operations.ReplayReport) -> str:
 
 @bp.post("/replay")
 def replay() -> Any:
-    if not _check_csrf():
+    if not check_csrf():
         return render_template(
             "ops/error.html",
             message="The form expired or did not come from this page (CSRF check failed). "

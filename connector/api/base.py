@@ -15,7 +15,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 import requests
 import urllib3.exceptions
@@ -24,6 +24,7 @@ from connector.api.correlation import current_correlation_id
 from connector.api.redaction import excerpt, redact
 from connector.errors import (
     ApiError,
+    FatalError,
     InvalidRequestError,
     NotFoundError,
     PermissionDeniedError,
@@ -86,6 +87,24 @@ class CallRecord:
 
 
 # --------------------------------------------------------------------------- helpers
+
+
+def segment(value: object) -> str:
+    """``value`` (an id from a payload or a vendor) escaped as exactly one URL path segment.
+
+    ``quote(..., safe="$")`` turns ``/``, ``?``, ``#``, ``%``, ``\\`` and whitespace into escapes,
+    so ``a/b?c`` cannot add a segment or a query. ``$`` stays literal: Concur's v3 ids contain it
+    (``gWM81vDo$oAsx…``) and, as a sub-delimiter, it cannot change the path's structure. ``.``
+    and ``..`` survive quoting and would be collapsed by the HTTP stack (``/contacts/..`` is
+    ``/``), so they and the empty id are refused.
+
+    Raises:
+        InvalidRequestError: the id is empty, ``.`` or ``..``.
+    """
+    text = str(value)
+    if text in ("", ".", ".."):
+        raise InvalidRequestError(f"refusing {text!r} as an id in a URL path")
+    return quote(text, safe="$")
 
 
 def json_body(response: requests.Response) -> Any:
@@ -160,6 +179,23 @@ def default_translate(response: requests.Response) -> ApiError | None:
     if status >= 500:
         return server_error(response, reason)
     return InvalidRequestError(reason, status=status)
+
+
+def _redirect_error(response: requests.Response) -> ApiError | None:
+    """A 3xx answer is an error: we do not follow it, and say where it pointed (host only)."""
+    if not 300 <= response.status_code < 400:
+        return None
+    target = response.headers.get("Location") or ""
+    try:
+        parts = urlsplit(target)
+        where = f"{parts.scheme}://{parts.hostname}{parts.path}" if parts.hostname else parts.path
+    except ValueError:
+        where = "an unparseable Location"
+    return FatalError(
+        f"answered {response.status_code} redirecting to {where[:200] or 'nowhere'}; redirects "
+        "are not followed (they could carry credentials elsewhere): check the configured URL",
+        status=response.status_code,
+    )
 
 
 def _never_sent(exc: BaseException) -> bool:
@@ -342,8 +378,10 @@ class ApiClient:
         started = time.monotonic()
         response: requests.Response | None = None
         try:
+            # Never follow a redirect: a 307/308 would resend the body (a client secret, a
+            # refresh token) and requests would resend our auth header to the new Location.
             response = self.session.request(
-                method, url, headers=headers, timeout=self.timeout, **send
+                method, url, headers=headers, timeout=self.timeout, allow_redirects=False, **send
             )
         except requests.exceptions.RequestException as exc:
             failure = self._network_error(exc, method)
@@ -356,7 +394,7 @@ class ApiClient:
             if callable(finish):
                 finish(response)
 
-        error = self.translate(response)
+        error = _redirect_error(response) or self.translate(response)
         request_id = self._request_id(response)
         if error is not None:
             self._stamp(error, method, safe_path, response, correlation_id, request_id)

@@ -178,6 +178,11 @@ def connect_group() -> None:
 @click.option("--organization-id", help="the Zoho Books organization to use")
 @click.option("--client-id", help="the self client's id (default: ZOHO_CLIENT_ID)")
 @click.option("--client-secret", help="the self client's secret (default: ZOHO_CLIENT_SECRET)")
+@click.option(
+    "--replace-organization",
+    metavar="OLD_ID",
+    help="confirm moving the connection from organization OLD_ID to --organization-id",
+)
 @friendly_errors
 def connect_zoho(
     connection: str,
@@ -186,6 +191,7 @@ def connect_zoho(
     organization_id: str | None,
     client_id: str | None,
     client_secret: str | None,
+    replace_organization: str | None,
 ) -> None:
     """Authorize Zoho Books with a self-client grant code (no browser needed).
 
@@ -204,6 +210,7 @@ def connect_zoho(
             f"{connections.public_base_url(settings)}/oauth/zoho/start?connection={connection_id}"
         )
         click.echo(f"Open this URL in a browser to authorize Zoho Books:\n  {start}")
+        click.echo("(it asks for the operator login, OPS_BASIC_AUTH, like /ops)")
         click.echo("(or pass --code and --organization-id from a Self Client)")
         return
     if not organization_id:
@@ -219,6 +226,7 @@ def connect_zoho(
         accounts_server=accounts_server,
         client_id=client_id,
         client_secret=client_secret,
+        replace_organization=replace_organization,
     )
     org = next(o for o in result.organizations if o.organization_id == organization_id)
     click.echo(
@@ -234,9 +242,18 @@ def connect_zoho(
 @click.option("--request-token", required=True, prompt=True, hide_input=True,
               help="the company request token (valid 24 hours); prompted if omitted")  # fmt: skip
 @click.option("--auth-url", help="where the bootstrap starts (default: CONCUR_AUTH_URL)")
+@click.option(
+    "--replace-company",
+    metavar="OLD_UUID",
+    help="confirm moving the connection from company OLD_UUID to --company-id",
+)
 @friendly_errors
 def connect_concur(
-    connection: str, company_id: str, request_token: str, auth_url: str | None
+    connection: str,
+    company_id: str,
+    request_token: str,
+    auth_url: str | None,
+    replace_company: str | None,
 ) -> None:
     """Authorize SAP Concur with the company request token (company bootstrap)."""
     from connector import authorize, connections
@@ -250,6 +267,7 @@ def connect_concur(
         company_id=company_id,
         request_token=request_token,
         auth_url=auth_url,
+        replace_company=replace_company,
     )
     data = connections.show(db, connection_id)["concur"]
     click.echo(

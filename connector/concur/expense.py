@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
+from connector.api.base import segment
 from connector.api.pagination import iter_next_url
 from connector.concur.client import ConcurClient
 
@@ -53,7 +54,7 @@ class ExpenseReports:
 
     def get(self, report_id: str) -> dict[str, Any]:
         """``GET /expense/reports/{id}``: the report header (no entries)."""
-        return self.client.request("GET", f"{REPORTS_PATH}/{report_id}")  # type: ignore[no-any-return]
+        return self.client.request("GET", f"{REPORTS_PATH}/{segment(report_id)}")  # type: ignore[no-any-return]
 
     def entries(self, report_id: str) -> list[dict[str, Any]]:
         """Every entry of the report (every page), personal ones included."""
@@ -71,5 +72,7 @@ class ExpenseReports:
         The v3 reads carry everything the journal needs, so the flow does not call this in the
         happy path; it is here for diagnostics and tenants whose v3 data lacks a field.
         """
-        path = V4_REPORT_PATH.format(user_id=user_id, context=context, report_id=report_id)
+        path = V4_REPORT_PATH.format(
+            user_id=segment(user_id), context=segment(context), report_id=segment(report_id)
+        )
         return self.client.request("GET", path)  # type: ignore[no-any-return]

@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
+from connector.api.base import segment
 from connector.api.pagination import iter_next_url
 from connector.concur.resources import Resource
 from connector.errors import RetryableError
@@ -42,7 +43,9 @@ class PaymentRequests(Resource):
 
     def get(self, request_id: str) -> dict[str, Any]:
         """``GET /paymentrequest/{id}``: the full request (``ApprovalStatus``, ``LineItems``...)."""
-        return dict(self.client.request("GET", f"{PAYMENT_REQUEST_PATH}/{request_id}") or {})
+        return dict(
+            self.client.request("GET", f"{PAYMENT_REQUEST_PATH}/{segment(request_id)}") or {}
+        )
 
     def digests(self, **filters: Any) -> Iterator[dict[str, Any]]:
         """Digests matching ``filters`` (e.g. ``vendorInvoiceNumber=``), following ``NextPage``."""

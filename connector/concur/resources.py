@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
+from connector.api.base import segment
 from connector.api.pagination import iter_next_url
 
 if TYPE_CHECKING:
@@ -32,7 +33,9 @@ class Vendors(Resource):
         params = {**filters, "limit": limit, "offset": offset}
         return self.client.request("GET", VENDORS_PATH, params=params)  # type: ignore[no-any-return]
 
-    def iter_all(self, *, page_size: int = VENDOR_PAGE_MAX, **filters: Any) -> Iterator[dict[str, Any]]:
+    def iter_all(
+        self, *, page_size: int = VENDOR_PAGE_MAX, **filters: Any
+    ) -> Iterator[dict[str, Any]]:
         return iter_next_url(
             lambda: self.search(limit=page_size, **filters),
             lambda url: self.client.request("GET", url),
@@ -48,7 +51,7 @@ class Subscriptions(Resource):
         return list(body or [])
 
     def get(self, subscription_id: str) -> dict[str, Any]:
-        return self.client.request("GET", f"/events/v4/subscriptions/{subscription_id}")  # type: ignore[no-any-return]
+        return self.client.request("GET", f"/events/v4/subscriptions/{segment(subscription_id)}")  # type: ignore[no-any-return]
 
     def put_webhook(
         self,

@@ -16,7 +16,8 @@ Facts this follows (zoho-books.md §1.2, §2):
 
 from __future__ import annotations
 
-from urllib.parse import urlencode
+import re
+from urllib.parse import urlencode, urlsplit
 
 import requests
 
@@ -24,7 +25,12 @@ from connector.api.base import ApiClient
 from connector.api.oauth import CredentialView, TokenGrant
 from connector.api.redaction import register_secret
 from connector.config import Settings
-from connector.errors import ConfigurationError, ConnectorError, RateLimitedError
+from connector.errors import (
+    ConfigurationError,
+    ConnectorError,
+    RateLimitedError,
+    UntrustedHostError,
+)
 from connector.hosts import check_api_host
 from connector.ratelimit import Limit, Limiter
 from connector.zoho.errors import translate
@@ -169,7 +175,11 @@ def exchange_code(
 
 
 def revoke(
-    settings: Settings, accounts_server: str, refresh_token: str, *, session: requests.Session | None = None
+    settings: Settings,
+    accounts_server: str,
+    refresh_token: str,
+    *,
+    session: requests.Session | None = None,
 ) -> None:
     """Revoke a refresh token (and with it its access tokens) so it stops counting toward 20."""
     accounts_server = check_api_host(accounts_server, settings, SYSTEM)
@@ -230,6 +240,47 @@ class ZohoRefresher:
             client.close()
         # Zoho's refresh answer carries no refresh token: the one we hold stays.
         return _grant(body or {}, self.settings, accounts_server)
+
+
+_SANDBOX_ACCOUNTS_PATH = re.compile(r"/zoho/([a-z]{2})/accounts")
+
+
+def check_accounts_server(value: str, settings: Settings) -> str:
+    """Accept the browser-supplied ``accounts-server`` only if it is exactly a known Zoho host.
+
+    The value arrives in the callback's query string, so anyone can write it, and the code (and
+    our client secret) are sent there. Accepted: exactly one of the eight Zoho accounts hosts
+    (``https``, no port, path, query, user-info or fragment), or the sandbox / a
+    ``CONNECTOR_TRUSTED_HOSTS`` host with no path or the sandbox's ``/zoho/<dc>/accounts``
+    (plain http only there: ``check_api_host`` allows it for the sandbox and loopback only).
+
+    Raises:
+        UntrustedHostError: anything else; the message names the value (shortened).
+    """
+    text = value if isinstance(value, str) else ""
+    shown = text[:100]
+    known = {accounts for accounts, _api in DATA_CENTRES.values()}
+    if text.rstrip("/") in known and text.count("/") <= 3:
+        return text.rstrip("/")
+    if any(c in text for c in "\\ \t\r\n@?#%") or not text.isprintable():
+        raise UntrustedHostError(f"refusing Zoho accounts server {shown!r}: unexpected characters")
+    try:
+        parts = urlsplit(text)
+        parts.port  # noqa: B018  (raises on a malformed port)
+    except ValueError:
+        raise UntrustedHostError(f"refusing Zoho accounts server {shown!r}: not a URL") from None
+    host = (parts.hostname or "").lower()
+    trusted = {h.split(":")[0].strip("[]").lower() for h in settings.trusted_hosts}
+    if settings.sandbox_url:
+        trusted.add((urlsplit(settings.sandbox_url).hostname or "").lower())
+    path = parts.path.rstrip("/")
+    sandbox_path = _SANDBOX_ACCOUNTS_PATH.fullmatch(path)
+    if host not in trusted or (path and not (sandbox_path and sandbox_path[1] in DATA_CENTRES)):
+        raise UntrustedHostError(
+            f"refusing Zoho accounts server {shown!r}: not one of Zoho's accounts hosts "
+            f"({', '.join(sorted(known))}) nor a trusted host"
+        )
+    return check_api_host(text, settings, SYSTEM)
 
 
 def location_of(accounts_server: str) -> str | None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
+from connector.api.base import segment
 from connector.zoho.resources import PER_PAGE
 
 if TYPE_CHECKING:
@@ -21,7 +22,7 @@ def create(client: ZohoBooksClient, body: dict[str, Any]) -> dict[str, Any]:
 
 
 def update(client: ZohoBooksClient, contact_id: str, body: dict[str, Any]) -> dict[str, Any]:
-    answer = client.request("PUT", f"/contacts/{contact_id}", json=body) or {}
+    answer = client.request("PUT", f"/contacts/{segment(contact_id)}", json=body) or {}
     return dict(answer.get("contact") or {})
 
 

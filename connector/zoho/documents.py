@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
+from connector.api.base import segment
 from connector.zoho.resources import PER_PAGE, Resource
 
 if TYPE_CHECKING:
@@ -38,7 +39,7 @@ class Documents(Resource):
 
     def get(self, document_id: str) -> dict[str, Any]:
         """``GET /bills/{id}`` (or invoices): the full document, ``{}`` if the envelope is empty."""
-        body = self.client.request("GET", f"{self.path}/{document_id}")
+        body = self.client.request("GET", f"{self.path}/{segment(document_id)}")
         return dict((body or {}).get(self.key) or {})
 
     def list(self, page: int = 1, **filters: Any) -> dict[str, Any]:

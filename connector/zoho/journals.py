@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
+from connector.api.base import segment
 from connector.api.pagination import iter_pages_by_number
 from connector.zoho.client import ZohoBooksClient
 
@@ -28,7 +29,7 @@ class Journals:
         return dict((answer or {}).get("journal") or {})
 
     def get(self, journal_id: str) -> dict[str, Any]:
-        answer = self.client.request("GET", f"/journals/{journal_id}")
+        answer = self.client.request("GET", f"/journals/{segment(journal_id)}")
         return dict((answer or {}).get("journal") or {})
 
     def iter_all(self, **filters: Any) -> Iterator[dict[str, Any]]:
@@ -65,7 +66,9 @@ class ExchangeRates:
         returning every rate still yields the right one.
         """
         answer = self.client.request(
-            "GET", f"/settings/currencies/{currency_id}/exchangerates", params={"from_date": day}
+            "GET",
+            f"/settings/currencies/{segment(currency_id)}/exchangerates",
+            params={"from_date": day},
         )
         rates = [
             r

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
+from connector.api.base import segment
 from connector.api.pagination import iter_pages_by_number
 
 if TYPE_CHECKING:
@@ -39,7 +40,9 @@ class Organizations(Resource):
 
     def get(self, organization_id: str | None = None) -> dict[str, Any]:
         org_id = organization_id or self.client.organization_id
-        body = self.client.request("GET", f"/organizations/{org_id}", with_organization=False)
+        body = self.client.request(
+            "GET", f"/organizations/{segment(org_id)}", with_organization=False
+        )
         return dict(body.get("organization") or {})
 
 
@@ -61,7 +64,7 @@ class ReportingTags(Resource):
         return self._iter("/reportingtags", "tags")
 
     def options(self, tag_id: str) -> list[dict[str, Any]]:
-        body = self.client.request("GET", f"/reportingtags/{tag_id}/options/all")
+        body = self.client.request("GET", f"/reportingtags/{segment(tag_id)}/options/all")
         return list(body.get("results") or [])
 
 
@@ -79,5 +82,5 @@ class Contacts(Resource):
         return self._iter("/contacts", "contacts", filters)
 
     def get(self, contact_id: str) -> dict[str, Any]:
-        body = self.client.request("GET", f"/contacts/{contact_id}")
+        body = self.client.request("GET", f"/contacts/{segment(contact_id)}")
         return dict(body.get("contact") or {})

@@ -15,7 +15,9 @@ KEY = "x8bQ7m2b0s6yQdG6D9b4b9o2s1Jm3e0kq8m7k4n5p6o="
 
 
 def make_client(db: Database, env: dict[str, str]) -> Any:
-    settings = Settings.from_env({"CONNECTOR_SECRET_KEY": KEY, **env})
+    settings = Settings.from_env(
+        {"CONNECTOR_SECRET_KEY": KEY, "CONNECTOR_PUBLIC_URL": "https://c.example", **env}
+    )
     return create_app(settings, db=db).test_client()
 
 

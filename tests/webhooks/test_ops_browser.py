@@ -108,6 +108,7 @@ def ops_server(pg_db: Database, redis_url: str, tmp_path: Path) -> Iterator[str]
             "CONNECTOR_SECRET_KEY": KEY,
             "CONNECTOR_VAR_DIR": str(tmp_path),
             "OPS_BASIC_AUTH": "admin:s3cret",
+            "CONNECTOR_PUBLIC_URL": "https://connector.example",
         }
     )
     app = create_app(

@@ -21,7 +21,11 @@ from connector.pipeline import run_step
 from webhooks import create_app
 
 KEY = "x8bQ7m2b0s6yQdG6D9b4b9o2s1Jm3e0kq8m7k4n5p6o="
-PROD = {"DATABASE_URL": "postgresql://ops@127.0.0.1:1/none", "REDIS_URL": "redis://127.0.0.1:1/0"}
+PROD = {
+    "DATABASE_URL": "postgresql://ops@127.0.0.1:1/none",
+    "REDIS_URL": "redis://127.0.0.1:1/0",
+    "CONNECTOR_PUBLIC_URL": "https://connector.example",
+}
 
 
 def basic(user: str, password: str) -> dict[str, str]:
@@ -133,9 +137,62 @@ def test_basic_auth_is_required(ops: App) -> None:
     assert response.headers["X-Frame-Options"] == "DENY"
 
 
-def test_embedded_mode_without_credentials_is_open_locally(db: Database, tmp_path: Path) -> None:
-    app = App(db, tmp_path)
+def test_loopback_bound_web_without_credentials_is_open_to_local_requests(
+    db: Database, tmp_path: Path
+) -> None:
+    app = App(db, tmp_path, WEB_BIND="127.0.0.1:5000")
     assert app.client.get("/ops/").status_code == 200
+
+
+@pytest.mark.parametrize(
+    "env",
+    [
+        pytest.param({}, id="embedded-bind-unknown"),
+        pytest.param({"WEB_BIND": "0.0.0.0:5000"}, id="embedded-all-interfaces"),
+        pytest.param({"WEB_BIND": "10.0.0.7:5000"}, id="embedded-lan-address"),
+    ],
+)
+def test_embedded_mode_is_not_no_login(db: Database, tmp_path: Path, env: dict[str, str]) -> None:
+    """Issue #12 item 4: the SQLite database no longer opens /ops; the bind address decides."""
+    app = App(db, tmp_path, **env)
+    response = app.client.get("/ops/")
+    assert response.status_code == 503
+    assert b"OPS_BASIC_AUTH" in response.data and b"WEB_BIND" in response.data
+    # Starting an authorization is refused the same way.
+    assert app.client.get("/oauth/zoho/start?connection=1").status_code == 503
+
+
+@pytest.mark.parametrize(
+    ("remote", "headers"),
+    [
+        pytest.param("10.0.0.9", {}, id="remote-address"),
+        pytest.param("127.0.0.1", {"X-Forwarded-For": "203.0.113.9"}, id="local-proxy"),
+        pytest.param("127.0.0.1", {"Forwarded": "for=203.0.113.9"}, id="local-proxy-rfc7239"),
+    ],
+)
+def test_loopback_bind_still_needs_a_local_request(
+    db: Database, tmp_path: Path, remote: str, headers: dict[str, str]
+) -> None:
+    app = App(db, tmp_path, WEB_BIND="127.0.0.1:5000")
+    response = app.client.get("/ops/", headers=headers, environ_base={"REMOTE_ADDR": remote})
+    assert response.status_code == 503 and b"OPS_BASIC_AUTH" in response.data
+
+
+def test_production_database_on_a_loopback_bind_is_open_locally(
+    db: Database, tmp_path: Path
+) -> None:
+    """The database URL plays no part: PostgreSQL behind a loopback-only web is local too."""
+    app = App(db, tmp_path, WEB_BIND="[::1]:5000", **PROD)
+    assert app.client.get("/ops/").status_code == 200
+    assert app.client.get("/ops/", environ_base={"REMOTE_ADDR": "10.0.0.9"}).status_code == 503
+
+
+def test_ops_pages_carry_security_headers(ops: App) -> None:
+    response = ops.client.get("/ops/", headers=AUTH)
+    assert response.headers["Referrer-Policy"] == "no-referrer"
+    assert response.headers["X-Content-Type-Options"] == "nosniff"
+    assert response.headers["Cache-Control"] == "no-store"
+    assert "frame-ancestors 'none'" in response.headers["Content-Security-Policy"]
 
 
 # --------------------------------------------------------------------------- overview

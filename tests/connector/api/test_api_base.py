@@ -531,3 +531,65 @@ def test_default_translate_by_status(status: int, expected: type[ApiError] | Non
 )
 def test_parse_retry_after(value: str | None, seconds: float) -> None:
     assert parse_retry_after(value, default=3.0) == seconds
+
+
+# --------------------------------------------------------------------------- issue #12
+
+
+@pytest.mark.parametrize("status", [301, 302, 303, 307, 308])
+@responses.activate
+def test_a_redirect_is_an_error_and_is_never_followed(status: int) -> None:
+    """A 307/308 would resend the body and the auth header to the Location: never follow."""
+    responses.post(
+        f"{BASE}/contacts",
+        status=status,
+        headers={"Location": "https://evil.example/steal?token=x"},
+    )
+    stolen = responses.post("https://evil.example/steal", json={"ok": True})
+    client = ApiClient(BASE, "zoho", auth=FakeAuth())
+    with pytest.raises(ApiError) as info:
+        client.request("POST", "/contacts", data={"client_secret": "s3cr3t-value"})
+    assert stolen.call_count == 0 and len(responses.calls) == 1
+    message = str(info.value)
+    assert f"-> {status}" in message and "redirect" in message
+    assert "evil.example/steal" in message and "token=x" not in message
+    assert not isinstance(info.value, RetryableError)
+
+
+@pytest.mark.parametrize(
+    ("raw", "escaped"),
+    [
+        ("../x", "..%2Fx"),
+        ("a/b?c", "a%2Fb%3Fc"),
+        ("x#frag", "x%23frag"),
+        ("50%", "50%25"),
+        ("a\\b c", "a%5Cb%20c"),
+        ("gWM81vDo$oAsx", "gWM81vDo$oAsx"),  # Concur v3 ids carry '$'
+    ],
+)
+@responses.activate
+def test_payload_ids_are_escaped_as_one_path_segment(raw: str, escaped: str) -> None:
+    from connector.concur.client import ConcurClient
+    from connector.concur.expense import REPORTS_PATH, ExpenseReports
+    from connector.zoho.client import ZohoBooksClient
+
+    zoho_url = f"https://www.zohoapis.com/books/v3/contacts/{escaped}"
+    responses.get(zoho_url, json={"code": 0, "contact": {"contact_id": raw}})
+    zoho = ZohoBooksClient("https://www.zohoapis.com", "1", auth=FakeAuth())
+    assert zoho.contacts.get(raw)["contact_id"] == raw
+    assert responses.calls[-1].request.url.split("?")[0] == zoho_url
+
+    concur_url = f"https://us2.api.concursolutions.com{REPORTS_PATH}/{escaped}"
+    responses.get(concur_url, json={"ID": raw})
+    concur = ConcurClient("https://us2.api.concursolutions.com", "co", auth=FakeAuth())
+    assert ExpenseReports(concur).get(raw)["ID"] == raw
+    assert responses.calls[-1].request.url == concur_url
+
+
+@pytest.mark.parametrize("raw", ["", ".", ".."])
+def test_dot_segments_and_empty_ids_are_refused(raw: str) -> None:
+    from connector.zoho.client import ZohoBooksClient
+
+    zoho = ZohoBooksClient("https://www.zohoapis.com", "1", auth=FakeAuth())
+    with pytest.raises(InvalidRequestError, match="as an id in a URL path"):
+        zoho.contacts.get(raw)

@@ -13,7 +13,7 @@ from freezegun import freeze_time
 
 from connector import authorize, connections
 from connector.config import Settings
-from connector.errors import RateLimitedError, UntrustedHostError
+from connector.errors import ApiError, RateLimitedError, UntrustedHostError
 from connector.models import Credential
 from connector.ratelimit import Limit
 from connector.zoho import auth as zoho_auth
@@ -70,7 +70,9 @@ def test_each_data_centre_exchanges_refreshes_and_calls_at_its_own_hosts(
              "client_secret": "real-secret-value"})],
         json={"access_token": access2, "api_domain": api, "expires_in": 3600},
     )  # fmt: skip
-    books = responses.get(f"{api}/books/v3/chartofaccounts", json={"code": 0, "chartofaccounts": []})
+    books = responses.get(
+        f"{api}/books/v3/chartofaccounts", json={"code": 0, "chartofaccounts": []}
+    )
     with freeze_time("2099-01-01"):  # our clock: long after the token expired
         client = connections.zoho_client(db, settings, cid)
         client.accounts.list()
@@ -135,7 +137,9 @@ def test_token_creation_never_exceeds_our_cap(
     with pytest.raises(RateLimitedError, match="capped") as caught:
         manager.refresh(force=True)
     assert 0 < caught.value.retry_after <= 600
-    assert sum(t["refreshes"] for t in admin.zoho_tokens()) == zoho_auth.TOKEN_CREATION_LIMIT.requests
+    assert (
+        sum(t["refreshes"] for t in admin.zoho_tokens()) == zoho_auth.TOKEN_CREATION_LIMIT.requests
+    )
     assert admin.stats()["rate_limited_total"] == 0  # Zoho never had to say "Access Denied"
     assert connections.show(db, connected)["zoho"]["status"] == "connected"
 
@@ -179,3 +183,70 @@ def test_self_client_in_another_data_centre(db: Any, sandbox_settings: Any, admi
     assert shown["region"] == "eu" and shown["api_base_url"].endswith("/zoho/eu/api")
     client = connections.zoho_client(db, sandbox_settings, cid)
     assert client.organizations.get()["organization_id"] == zoho_seed.EU_ORG_ID
+
+
+# --------------------------------------------------------------------------- issue #12
+
+
+@responses.activate
+def test_a_307_from_the_token_endpoint_does_not_resend_the_client_secret(
+    db: Any, tmp_path: Path
+) -> None:
+    settings = real_settings(db, tmp_path)
+    responses.post(
+        "https://accounts.zoho.eu/oauth/v2/token",
+        status=307,
+        headers={"Location": "https://collector.example/oauth/v2/token"},
+    )
+    elsewhere = responses.post("https://collector.example/oauth/v2/token", json={})
+    with pytest.raises(ApiError) as info:
+        zoho_auth.exchange_code(
+            settings, accounts_server="https://accounts.zoho.eu", code="1000.code",
+            client_id="real-client", client_secret="real-secret-value",
+        )  # fmt: skip
+    assert elsewhere.call_count == 0 and len(responses.calls) == 1
+    assert "307" in str(info.value) and "collector.example" in str(info.value)
+    assert "real-secret-value" not in str(info.value)
+
+
+@pytest.mark.parametrize("dc", list(DATA_CENTRES))
+def test_each_known_accounts_host_is_accepted_exactly(db: Any, tmp_path: Path, dc: str) -> None:
+    accounts = DATA_CENTRES[dc][0]
+    settings = real_settings(db, tmp_path)
+    assert zoho_auth.check_accounts_server(accounts, settings) == accounts
+    assert zoho_auth.check_accounts_server(accounts + "/", settings) == accounts
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "https://accounts.zoho.com/oauth",
+        "https://accounts.zoho.com:443",
+        "https://ACCOUNTS.zoho.com.evil.example",
+        "https://x@accounts.zoho.com",
+        "https://accounts.zoho.com\\@evil.example",
+        "https://accounts.zoho.com%2F@evil.example",
+        "https://accounts.zoho.com/?next=x",
+        "http://accounts.zoho.com",
+        "https://foo.zoho.com",
+        "",
+        "http://127.0.0.1:8090/zoho/us/accounts",  # sandbox host, but sandbox mode is off
+    ],
+)
+def test_accounts_server_from_the_browser_is_refused(db: Any, tmp_path: Path, value: str) -> None:
+    with pytest.raises(UntrustedHostError):
+        zoho_auth.check_accounts_server(value, real_settings(db, tmp_path))
+
+
+def test_sandbox_accounts_servers_are_accepted_only_in_sandbox_mode(
+    db: Any, tmp_path: Path
+) -> None:
+    import dataclasses
+
+    settings = dataclasses.replace(real_settings(db, tmp_path), sandbox_url="http://127.0.0.1:8090")
+    good = "http://127.0.0.1:8090/zoho/eu/accounts"
+    assert zoho_auth.check_accounts_server(good, settings) == good
+    for bad in ("http://127.0.0.1:8090/zoho/eu/accounts/x", "http://127.0.0.1:8090/other",
+                "http://127.0.0.1:8091/zoho/eu/accounts", "http://127.0.0.1:8090/zoho/xx/accounts"):  # fmt: skip
+        with pytest.raises(UntrustedHostError):
+            zoho_auth.check_accounts_server(bad, settings)
