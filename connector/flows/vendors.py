@@ -133,7 +133,8 @@ intake.register("zoho", "contact", handle_contact_event)
 def reconcile_pass(db: Database, settings: Settings, connection_id: int) -> sync.PassResult:
     """Beat's and ``connector sync ID --flow vendors``'s entry: one reconciliation, inline."""
     report = engine.reconcile(db, settings, connection_id)
-    return sync.PassResult([], report.summary())
+    # Creates whose answer was lost go to the post step now (search, then adopt or create).
+    return sync.PassResult([(rid, Step.POST) for rid in report.unresolved], report.summary())
 
 
 sync.register(FLOW, reconcile_pass)
