@@ -37,6 +37,13 @@ def pytest_report_header(config: Any) -> str:
     return f"chaos: {seeds.replay_hint()}"
 
 
+def pytest_collection_finish(session: Any) -> None:
+    """``-q`` leaves the header out: say the seed at the start anyway."""
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is not None and session.config.option.verbose < 0:
+        reporter.write_line(f"chaos: {seeds.replay_hint()}")
+
+
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item: Any, call: Any) -> Iterator[None]:
     outcome = yield
