@@ -5,7 +5,7 @@ No scenario waits a fixed number of seconds. Each wait is one of two kinds (docs
 
 - **Progress waits** (``wait_progress``): wait while the thing awaited keeps getting closer
   (records posted, faults fired, work remaining). The wait fails only after ``stall`` seconds
-  without any progress. A slow machine posts more slowly and so waits longer, never fails,
+  (stretched by the load, as deadlines are) without any progress. A slow machine posts more slowly and so waits longer, never fails,
   because every new record resets the clock; a stuck record stops the progress and is
   reported one ``stall`` later.
 - **Deadlines** (``Waits.deadline``), for one-off events with nothing to count (a connection
@@ -159,10 +159,11 @@ def wait_progress(
         current = progress()
         if current > best:
             best, best_at = current, now
-        elif now - best_at > stall:
+        elif now - best_at > stall * load_factor():
             raise Stalled(
                 f"timed out waiting for {what}: no progress for {now - best_at:.0f}s "
-                f"(stall window {stall:.0f}s; best {best:g}; waited {now - started:.0f}s)"
+                f"(stall window {stall:.0f}s x load {load_factor():.1f}; best {best:g}; "
+                f"waited {now - started:.0f}s)"
             )
         time.sleep(interval)  # polling interval of the observer, not a wait for a race
 
@@ -192,9 +193,9 @@ def wait_quiet(
                 return now - started
         else:
             since = None
-        if now - started > stall + quiet:
+        if now - started > stall * load_factor() + quiet:
             raise Stalled(
                 f"timed out waiting for {what}: not at rest for {quiet:.0f}s within "
-                f"{stall + quiet:.0f}s"
+                f"{now - started:.0f}s (stall window {stall:.0f}s x load {load_factor():.1f})"
             )
         time.sleep(interval)  # polling interval of the observer
