@@ -302,6 +302,99 @@ def transition(
     return record
 
 
+def begin_post(
+    session: Session,
+    record: SyncRecord,
+    *,
+    owner: str,
+    task_id: str | None = None,
+    audit_step: str = "post",
+    message: str | None = None,
+    **fields: Any,
+) -> SyncRecord:
+    """Commit ``posting`` (``post_attempts`` + 1) under ``owner``'s lease, before the POST.
+
+    The one write-ahead every flow uses (the pipeline's post step and the vendors engine's
+    creates), so a record whose POST may have landed always looks the same to the sweeper
+    (``expired_leases``) and to the next attempt (``post_attempts > 0``: search first). The
+    caller holds the lease (``claim`` for ``Step.POST``); the lease is kept for the POST.
+    """
+    return transition(
+        session,
+        record,
+        S.POSTING,
+        owner=owner,
+        step=Step.POST,
+        release_lease=False,
+        task_id=task_id,
+        audit_step=audit_step,
+        outcome="posting",
+        message=message,
+        post_attempts=record.post_attempts + 1,
+        **fields,
+    )
+
+
+def post_outcome_unknown(
+    session: Session,
+    record_id: int,
+    owner: str,
+    *,
+    reason: str,
+    audit_step: str = "post",
+    code: str = "unknown",
+) -> bool:
+    """A POST whose answer was lost: the record stays ``posting`` and gives its lease back.
+
+    Keeping ``posting`` (with ``post_attempts`` > 0) makes the next attempt search the target
+    by the stable reference before it posts again. Giving the lease back at once is what lets
+    that next attempt happen: a lease left to run out would keep the record invisible to the
+    sweeper, and unclaimable by a worker, for a whole lease although nobody is working on it.
+    False if ``owner`` no longer held the record (someone else carries on).
+    """
+    now = utcnow()
+    result = session.execute(
+        update(SyncRecord)
+        .where(
+            SyncRecord.id == record_id,
+            SyncRecord.state == S.POSTING.value,
+            SyncRecord.lease_owner == owner,
+        )
+        .values(
+            lease_owner=None,
+            lease_expires_at=None,
+            last_error_code=code,
+            last_error_message=reason[:2000],
+            updated_at=now,
+        )
+        .execution_options(synchronize_session=False)
+    )
+    if not result.rowcount:  # type: ignore[attr-defined]
+        return False
+    record = session.get(SyncRecord, record_id)
+    audit(
+        session,
+        record,
+        step=audit_step,
+        outcome="unknown",
+        message=f"the POST may or may not have landed; searched before any new POST: {reason}"[
+            :2000
+        ],
+    )
+    return True
+
+
+def release_all(session: Session, owner: str) -> int:
+    """Give back every lease ``owner`` still holds (a vendors pass ending, however it ends)."""
+    result = session.execute(
+        update(SyncRecord)
+        .where(SyncRecord.lease_owner == owner)
+        .values(lease_owner=None, lease_expires_at=None, updated_at=utcnow())
+        .execution_options(synchronize_session=False)
+    )
+    return int(result.rowcount or 0)  # type: ignore[attr-defined]
+
+
 def park(
     session: Session,
     record: SyncRecord,

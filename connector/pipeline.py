@@ -152,18 +152,13 @@ def _post(ctx: flows.StepContext, handler: flows.FlowHandler, record: SyncRecord
     with db.session() as session:
         live = session.get(SyncRecord, record.id)
         assert live is not None
-        ledger.transition(
+        ledger.begin_post(
             session,
             live,
-            S.POSTING,
             owner=owner,
-            release_lease=False,
             task_id=task_id,
-            audit_step="post",
-            outcome="posting",
             message=f"stable reference {live.stable_ref!r}"
             + ("; an earlier POST may have landed, searching first" if may_have_landed else ""),
-            post_attempts=live.post_attempts + 1,
         )
         record.post_attempts = live.post_attempts
     # 2. Search before a second POST; 3. the POST itself, outside any transaction.

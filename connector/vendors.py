@@ -51,6 +51,7 @@ from connector.db import Database, utcnow
 from connector.errors import (
     ApiError,
     ConnectorError,
+    LeaseLost,
     NotFoundError,
     RateLimitedError,
     ReauthRequired,
@@ -59,7 +60,6 @@ from connector.errors import (
     ValidationFailed,
 )
 from connector.models import (
-    AuditEvent,
     RecordState,
     Step,
     SyncCursor,
@@ -357,6 +357,9 @@ class PassReport:
     failures: list[str] = field(default_factory=list)
     #: Zoho vendors whose create in Concur was refused this pass (they stay unlinked).
     zoho_left: int = 0
+    #: Create records whose answer was lost (``posting``, lease given back): the caller hands
+    #: them to the pipeline's post step, which searches the target before creating again.
+    unresolved: list[int] = field(default_factory=list)
 
     def summary(self) -> str:
         if self.status == "busy":
@@ -1097,10 +1100,16 @@ def reconcile(
     ) as lock:
         if lock is None:
             return PassReport("busy")
-        clients = clients or make_clients(db, settings, connection_id)
-        inputs = _gather(db, connection_id, clients, only_zoho=only_zoho, full=full)
-        plan = plan_pass(inputs, connection_id, clients)
-        return _execute(db, settings, plan, inputs, clients, lock, owner, hooks or {})
+        try:
+            clients = clients or make_clients(db, settings, connection_id)
+            inputs = _gather(db, connection_id, clients, only_zoho=only_zoho, full=full)
+            plan = plan_pass(inputs, connection_id, clients)
+            return _execute(db, settings, plan, inputs, clients, lock, owner, hooks or {})
+        finally:
+            # However the pass ends, it works on no record any more: a lease it kept would hide
+            # an open create from the sweeper and from workers until the lease ran out.
+            with db.session() as session:
+                ledger.release_all(session, owner)
 
 
 def _hook(hooks: dict[str, Callable[..., None]], name: str, *args: Any) -> None:
@@ -1128,7 +1137,7 @@ def _execute(
 
     # Open creates that turned out to have landed.
     for record_id, how in plan.recovered:
-        _finish_intent(db, record_id, owner, adopted=how)
+        _finish_intent(db, record_id, owner, lease_seconds=settings.lease_seconds, adopted=how)
 
     # New links first: they are the truth about which vendors are the same.
     for pair in plan.pairs:
@@ -1401,18 +1410,25 @@ def _intent(
     mapped: dict[str, Any],
     owner: str,
     lease_seconds: float,
-) -> int | None:
-    """Commit the create's ledger record in ``posting`` (post_attempts + 1) before the POST.
+) -> tuple[int | None, str | None]:
+    """Write the create ahead through the ledger's posting path, before the POST.
 
-    Returns the record id, or None when a failed earlier attempt for the same vendor data is
-    still on record (an operator fixes and replays it; the pass does not retry it blindly).
+    The record (flow ``vendors``) is brought to ``validated`` at the post step, claimed with
+    ``ledger.claim`` and moved to ``posting`` by ``ledger.begin_post``, exactly as the
+    pipeline's post step does it: so the sweeper, the pipeline and the next pass all read it
+    the same way (a lease, ``post_attempts`` > 0 means "search before creating again").
+
+    Returns ``(record id, None)``, or ``(None, why)`` when the create must not be sent now: a
+    failed earlier attempt for the same vendor data is on record (an operator fixes and replays
+    it; the pass does not retry it blindly), or a worker holds the record's lease right now (it
+    is re-driving this very create and searches before posting).
     """
     version = "create"
     now = utcnow()
     with db.session() as session:
-        # The common case: no earlier attempt. The record is born in ``posting`` (one INSERT,
-        # ON CONFLICT DO NOTHING on the ledger's natural key) with its audit row; the state
-        # walk below is for a vendor that already has a record.
+        # The common case: no earlier attempt. The record is born ``validated`` at the post step
+        # (one INSERT, ON CONFLICT DO NOTHING on the ledger's natural key); the state walk below
+        # is for a vendor that already has a record.
         insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
         new_id = session.execute(
             insert(SyncRecord)
@@ -1426,14 +1442,12 @@ def _intent(
                 source_ref=(source_ref or "")[:255] or None,
                 stable_ref=stable_ref,
                 target_system=target_system,
-                state=S.POSTING.value,
+                state=S.VALIDATED.value,
                 step=Step.POST.value,
                 attempts=0,
-                post_attempts=1,
+                post_attempts=0,
                 source_payload=payload,
                 mapped_payload=mapped,
-                lease_owner=owner,
-                lease_expires_at=now + dt.timedelta(seconds=lease_seconds),
                 created_at=now,
                 updated_at=now,
             )
@@ -1443,83 +1457,114 @@ def _intent(
             .returning(SyncRecord.id)
         ).scalar_one_or_none()
         if new_id is not None:
-            session.add(
-                AuditEvent(
-                    record_id=new_id,
-                    connection_id=connection_id,
-                    at=now,
-                    step=FLOW,
-                    outcome="posting",
-                    to_state=S.POSTING.value,
-                    message=f"write-ahead: creating {target_system} vendor {stable_ref!r} "
-                    f"from {source_system} {source_ref or source_id}",
-                )
-            )
-            return int(new_id)
-        for n in range(1, 50):
-            version = "create" if n == 1 else f"create-{n}"
-            record, _created = ledger.get_or_create(
+            record_id = int(new_id)
+        else:
+            record_id = _walk_to_validated(
                 session,
-                connection_id=connection_id,
-                flow=FLOW,
-                source_system=source_system,
+                connection_id,
                 source_type=source_type,
+                source_system=source_system,
                 source_id=source_id,
-                source_version=version,
                 target_system=target_system,
-                source_ref=source_ref,
                 stable_ref=stable_ref,
-                source_payload=payload,
-                trigger="vendors",
+                source_ref=source_ref,
+                payload=payload,
+                mapped=mapped,
             )
-            if record.state != S.POSTED.value:
-                break
-        if record.state in (S.FAILED.value, S.DEAD.value):
-            if vm.fingerprint(record.source_payload or {}) == vm.fingerprint(payload):
-                return None
-            ledger.resume(session, record, reason="vendor changed since the failed create")
-        elif record.state == S.WAITING.value or record.state == S.NEEDS_REAUTH.value:
-            ledger.resume(session, record, reason="vendor reconciliation retries the create")
-        chain = [
-            (S.RECEIVED, S.FETCHED, Step.MAP),
-            (S.FETCHED, S.MAPPED, Step.VALIDATE),
-            (S.MAPPED, S.VALIDATED, Step.POST),
-        ]
-        for frm, to, step in chain:
-            if record.state == frm.value:
-                ledger.transition(
-                    session,
-                    record,
-                    to,
-                    owner=None,
-                    step=step,
-                    audit_step=FLOW,
-                    outcome="ok",
-                    source_payload=payload,
-                    mapped_payload=mapped,
-                )
-        # Take over a lease left by a dead pass (we hold the connection lock, so nobody else
-        # works on this connection's vendor creates right now).
-        record.lease_owner = None
-        record.lease_expires_at = None
-        session.flush()
-        ledger.transition(
+            if record_id is None:
+                return None, "earlier create failed; fix the vendor or replay its record"
+        _free_dead_pass_lease(session, record_id, owner)
+        record = ledger.claim(session, record_id, Step.POST, owner, lease_seconds=lease_seconds)
+        if record is None:
+            return None, "create in progress elsewhere (a worker holds its record)"
+        ledger.begin_post(
             session,
             record,
-            S.POSTING,
-            owner=None,
-            step=Step.POST,
-            release_lease=False,
+            owner=owner,
             audit_step=FLOW,
-            outcome="posting",
-            message=f"creating {target_system} vendor {stable_ref!r}",
-            lease_owner=owner,
-            lease_expires_at=utcnow() + dt.timedelta(seconds=lease_seconds),
-            post_attempts=record.post_attempts + 1,
+            message=f"write-ahead: creating {target_system} vendor {stable_ref!r} "
+            f"from {source_system} {source_ref or source_id}"
+            + ("; an earlier create may have landed" if record.post_attempts else ""),
+            source_payload=payload,
             mapped_payload=mapped,
             stable_ref=stable_ref,
         )
-        return record.id
+        return record.id, None
+
+
+def _free_dead_pass_lease(session: Any, record_id: int, owner: str) -> None:
+    """Clear a lease left by another *pass* (killed before it could give it back): we hold the
+    connection lock, so that pass is not running. A worker's lease is left alone."""
+    session.execute(
+        update(SyncRecord)
+        .where(
+            SyncRecord.id == record_id,
+            SyncRecord.lease_owner.startswith(PASS_OWNER_PREFIX, autoescape=True),
+            SyncRecord.lease_owner != owner,
+        )
+        .values(lease_owner=None, lease_expires_at=None)
+        .execution_options(synchronize_session=False)
+    )
+
+
+def _walk_to_validated(
+    session: Any,
+    connection_id: int,
+    *,
+    source_type: str,
+    source_system: str,
+    source_id: str,
+    target_system: str,
+    stable_ref: str,
+    source_ref: str | None,
+    payload: dict[str, Any],
+    mapped: dict[str, Any],
+) -> int | None:
+    """The open create record of a vendor that has one, put back at the post step (``validated``
+    or still ``posting``); a new version once the last create posted. None: failed as is."""
+    for n in range(1, 50):
+        version = "create" if n == 1 else f"create-{n}"
+        record, _created = ledger.get_or_create(
+            session,
+            connection_id=connection_id,
+            flow=FLOW,
+            source_system=source_system,
+            source_type=source_type,
+            source_id=source_id,
+            source_version=version,
+            target_system=target_system,
+            source_ref=source_ref,
+            stable_ref=stable_ref,
+            source_payload=payload,
+            trigger="vendors",
+        )
+        if record.state != S.POSTED.value:
+            break
+    if record.state in (S.FAILED.value, S.DEAD.value):
+        if vm.fingerprint(record.source_payload or {}) == vm.fingerprint(payload):
+            return None
+        ledger.resume(session, record, reason="vendor changed since the failed create")
+    elif record.state == S.WAITING.value or record.state == S.NEEDS_REAUTH.value:
+        ledger.resume(session, record, reason="vendor reconciliation retries the create")
+    chain = [
+        (S.RECEIVED, S.FETCHED, Step.MAP),
+        (S.FETCHED, S.MAPPED, Step.VALIDATE),
+        (S.MAPPED, S.VALIDATED, Step.POST),
+    ]
+    for frm, to, step in chain:
+        if record.state == frm.value:
+            ledger.transition(
+                session,
+                record,
+                to,
+                owner=None,
+                step=step,
+                audit_step=FLOW,
+                outcome="ok",
+                source_payload=payload,
+                mapped_payload=mapped,
+            )
+    return record.id
 
 
 def _finish_intent(
@@ -1527,36 +1572,39 @@ def _finish_intent(
     record_id: int,
     owner: str,
     *,
+    lease_seconds: float,
     target_id: str | None = None,
     adopted: str | None = None,
     error: str | None = None,
-) -> None:
+) -> bool:
+    """Close a create record: ``posted`` (created or found on the target) or ``failed``.
+
+    The pass takes the record's lease the ledger's way (``claim``); False when a worker holds
+    it right now (it is re-driving the create and will find the vendor itself).
+    """
     with db.session() as session:
         record = session.get(SyncRecord, record_id)
         if record is None or record.state == S.POSTED.value:
-            return
-        if record.state != S.POSTING.value:
-            # Resume parked/failed records to posting first so the move to posted is legal.
-            if record.state in (
-                S.WAITING.value,
-                S.FAILED.value,
-                S.DEAD.value,
-                S.NEEDS_REAUTH.value,
-            ):
-                ledger.resume(session, record, reason="vendor reconciliation found the vendor")
-            if record.state == S.VALIDATED.value:
-                ledger.transition(
-                    session,
-                    record,
-                    S.POSTING,
-                    owner=None,
-                    step=Step.POST,
-                    audit_step=FLOW,
-                    outcome="posting",
-                    release_lease=False,
-                )
-        record.lease_owner = owner
-        session.flush()
+            return True
+        if record.state in (S.WAITING.value, S.FAILED.value, S.DEAD.value, S.NEEDS_REAUTH.value):
+            # Resume parked/failed records to the post step first so the moves below are legal.
+            ledger.resume(session, record, reason="vendor reconciliation found the vendor")
+        _free_dead_pass_lease(session, record_id, owner)
+        claimed = ledger.claim(session, record_id, Step.POST, owner, lease_seconds=lease_seconds)
+        if claimed is None:
+            return False
+        record = claimed
+        if record.state == S.VALIDATED.value:
+            ledger.transition(
+                session,
+                record,
+                S.POSTING,
+                owner=owner,
+                step=Step.POST,
+                audit_step=FLOW,
+                outcome="posting",
+                release_lease=False,
+            )
         if error is not None:
             ledger.transition(
                 session,
@@ -1567,7 +1615,7 @@ def _finish_intent(
                 message=error[:2000],
                 error_code="rejected",
             )
-            return
+            return True
         ledger.transition(
             session,
             record,
@@ -1579,22 +1627,21 @@ def _finish_intent(
             message=(adopted and f"found on the target; not created again ({adopted})")
             or f"created {record.target_system} vendor {target_id}",
             target_id=target_id or record.stable_ref,
+            attempts=0,
         )
+        return True
 
 
-def _release_intent(db: Database, record_id: int, owner: str, reason: str) -> None:
-    """A POST whose outcome is unknown: the record stays ``posting`` (searched next time)."""
+def _release_intent(
+    db: Database, record_id: int, owner: str, reason: str, report: PassReport
+) -> None:
+    """A create whose outcome is unknown: the record stays ``posting`` (searched before any new
+    create) and gives its lease back (``ledger.post_outcome_unknown``), so it is re-driven
+    through the pipeline's post step at once (``report.unresolved``, enqueued by the task that
+    ran the pass) or by the sweeper, not left to the next pass."""
     with db.session() as session:
-        record = session.get(SyncRecord, record_id)
-        if record is None:
-            return
-        ledger.audit(
-            session,
-            record,
-            step=FLOW,
-            outcome="unknown",
-            message=f"the create may or may not have landed: {reason}"[:2000],
-        )
+        if ledger.post_outcome_unknown(session, record_id, owner, reason=reason, audit_step=FLOW):
+            report.unresolved.append(record_id)
 
 
 def _link_created(
@@ -1607,7 +1654,28 @@ def _link_created(
     *,
     direction: str,
 ) -> None:
-    """Link, snapshot and close the create record in one transaction."""
+    """Link, snapshot and close the create record in one transaction.
+
+    If the pass lost the record's lease meanwhile (it ran longer than a lease and a worker
+    re-drives the create), nothing is written here: that worker searches, finds the vendor just
+    created and links it.
+    """
+    try:
+        _link_created_in(db, connection_id, record_id, owner, zoho, concur, direction=direction)
+    except LeaseLost:
+        log.warning("vendor create record %s: lease lost; its re-drive links it", record_id)
+
+
+def _link_created_in(
+    db: Database,
+    connection_id: int,
+    record_id: int,
+    owner: str,
+    zoho: vm.ZohoVendor,
+    concur: vm.ConcurVendor,
+    *,
+    direction: str,
+) -> None:
     with db.session() as session:
         link = VendorLink(
             connection_id=connection_id,
@@ -1665,7 +1733,7 @@ def _create_in_concur(
     cid = plan.connection_id
     ready: list[ConcurCreate] = []
     for create in plan.create_in_concur:
-        record_id = _intent(
+        record_id, why = _intent(
             db,
             cid,
             source_type=ZOHO_TO_CONCUR,
@@ -1680,17 +1748,15 @@ def _create_in_concur(
             lease_seconds=settings.lease_seconds,
         )
         if record_id is None:
-            plan.skipped.append(
-                {
-                    "zoho_contact_id": create.zoho.contact_id,
-                    "reason": "earlier create failed; fix the vendor or replay its record",
-                }
-            )
+            plan.skipped.append({"zoho_contact_id": create.zoho.contact_id, "reason": why})
             continue
         create.record_id = record_id
         if create.problem:
             report.failures.append(f"Zoho {create.zoho.contact_id}: {create.problem}")
-            _finish_intent(db, record_id, owner, error=f"not sent: {create.problem}")
+            _finish_intent(
+                db, record_id, owner, lease_seconds=settings.lease_seconds,
+                error=f"not sent: {create.problem}",
+            )  # fmt: skip
             continue
         ready.append(create)
     for batch in concur_vendors.batches(ready):
@@ -1699,7 +1765,7 @@ def _create_in_concur(
         except (RetryableError, ApiError) as exc:
             for c in batch:
                 assert c.record_id is not None
-                _release_intent(db, c.record_id, owner, str(exc))
+                _release_intent(db, c.record_id, owner, str(exc), report)
             raise
         _hook(hooks, "after_concur_create", batch, statuses)
         for create, status in zip(batch, statuses, strict=True):
@@ -1713,10 +1779,13 @@ def _create_in_concur(
                 report.created_in_concur += 1
             elif status.code == 409:
                 # Already there (an earlier POST landed): the next pass finds and links it.
-                _release_intent(db, create.record_id, owner, status.message)
+                _release_intent(db, create.record_id, owner, status.message, report)
                 report.failures.append(f"Concur {create.ref}: {status.message}")
             else:
-                _finish_intent(db, create.record_id, owner, error=status.message)
+                _finish_intent(
+                    db, create.record_id, owner, lease_seconds=settings.lease_seconds,
+                    error=status.message,
+                )  # fmt: skip
                 report.failures.append(f"Concur {create.ref}: {status.message}")
                 report.zoho_left += 1
 
@@ -1751,7 +1820,7 @@ def _create_in_zoho(
                 vm.validate_zoho_contact(body)
             except Exception as exc:
                 problem = "; ".join(vm_flatten(getattr(exc, "messages", str(exc))))
-        record_id = _intent(
+        record_id, why = _intent(
             db,
             cid,
             source_type=CONCUR_TO_ZOHO,
@@ -1766,22 +1835,25 @@ def _create_in_zoho(
             lease_seconds=settings.lease_seconds,
         )
         if record_id is None:
-            plan.skipped.append(
-                {"concur_vendor": c.ref, "reason": "earlier create failed; fix or replay"}
-            )
+            plan.skipped.append({"concur_vendor": c.ref, "reason": why})
             continue
         create.record_id = record_id
         if problem:
-            _finish_intent(db, record_id, owner, error=f"not sent: {problem}")
+            _finish_intent(
+                db, record_id, owner, lease_seconds=settings.lease_seconds,
+                error=f"not sent: {problem}",
+            )  # fmt: skip
             report.failures.append(f"Concur {c.ref}: {problem}")
             continue
         try:
             contact = zoho_contacts.create(clients.zoho, body)
         except (RetryableError, RateLimitedError) as exc:
-            _release_intent(db, record_id, owner, str(exc))
+            _release_intent(db, record_id, owner, str(exc), report)
             raise
         except ApiError as exc:
-            _finish_intent(db, record_id, owner, error=str(exc))
+            _finish_intent(
+                db, record_id, owner, lease_seconds=settings.lease_seconds, error=str(exc)
+            )
             report.failures.append(f"Concur {c.ref}: {exc}")
             continue
         z = vm.zoho_vendor(contact, rules)

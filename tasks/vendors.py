@@ -6,8 +6,10 @@ import logging
 
 from connector import vendors
 from connector.config import get_settings
+from connector.models import Step
 from tasks.base import ConnectorTask
 from tasks.celery import app
+from tasks.pipeline import enqueue
 
 log = logging.getLogger(__name__)
 
@@ -22,6 +24,8 @@ def sync_one(self: ConnectorTask, connection_id: int, zoho_contact_id: str) -> s
         report = vendors.sync_one(self.db, get_settings(), connection_id, zoho_contact_id)
     except vendors.VendorSyncBusy as exc:
         raise self.retry(countdown=BUSY_RETRY, exc=exc) from None
+    for record_id in report.unresolved:  # a create whose answer was lost: search, then adopt
+        enqueue(record_id, Step.POST)
     log.info("vendor %s of connection %s: %s", zoho_contact_id, connection_id, report.summary())
     return report.summary()
 

@@ -141,7 +141,8 @@ def reconcile_pass(db: Database, settings: Settings, connection_id: int) -> sync
     except QuotaReserveError as exc:
         log.info("vendors connection %s: %s", connection_id, exc)
         return sync.PassResult([], f"skipped: {exc}")
-    return sync.PassResult([], report.summary())
+    # Creates whose answer was lost go to the post step now (search, then adopt or create).
+    return sync.PassResult([(rid, Step.POST) for rid in report.unresolved], report.summary())
 
 
 sync.register(FLOW, reconcile_pass)

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import concurrent.futures
 import json
-import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -35,11 +34,13 @@ import requests
 import sqlalchemy as sa
 from sqlalchemy import func, select
 
-from bench.stack import PG_SERVER, Proc, Stack, wait_until
+from bench.stack import PG_SERVER, Proc, Stack
 from connector import authorize, connections, rules
 from connector.config import Settings
 from connector.db import Database
 from connector.models import RecordState, SyncRecord, WebhookEvent, WebhookStatus
+from tests.chaos import seeds
+from tests.chaos.timing import Deliveries, Stalled, Waits, wait_progress, wait_quiet
 from tests.connector.flows import payables_support as ps
 from tests.connector.flows.expenses_support import RULES as EXPENSES_RULES
 
@@ -87,6 +88,8 @@ CHAOS_ENV: dict[str, str] = {
 }
 
 ZOHO_WEBHOOK_ATTEMPTS = 8
+#: The sandbox's ESS sender (sandbox/concur/events.py, DELIVERY_ATTEMPTS).
+ESS_ATTEMPTS = 5
 
 #: One line per finished scenario, printed at the end of the run (tests/chaos/conftest.py).
 REPORTS: list[str] = []
@@ -137,6 +140,11 @@ class Chaos:
         self.timings: dict[str, float] = {}
         self._t0 = time.monotonic()
         self._db: Database | None = None
+        #: Every random choice of the scenario (tests/chaos/seeds.py).
+        self.rng = seeds.rng(name)
+        self.deliveries = Deliveries(0.5, 2.0, 5.0, max(ZOHO_WEBHOOK_ATTEMPTS, ESS_ATTEMPTS))
+        self.throttle = 0.0
+        self.waits: Waits
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -166,7 +174,7 @@ class Chaos:
         )
         # The sandbox: no latency, room for the backlog, retries that outlast a short outage.
         self.admin.zoho_limits(per_minute=100000, reset_windows=True)
-        self.admin.configure_deliveries(base_delay=0.5, factor=2.0, timeout=5.0)
+        self.configure_deliveries(base_delay=0.5, factor=2.0, timeout=5.0)
         self.baseline_duplicates = self.admin.duplicates()  # the seed's own (Vandelay pair)
         self.connect()
         self.receiver = self.stack.start_receiver(workers=2, threads=4)
@@ -183,6 +191,20 @@ class Chaos:
         self.subscribe(f"{self.receiver}/webhooks/concur")
         self.timings["start"] = time.monotonic() - started
         return self
+
+    def configure_deliveries(self, *, base_delay: float, factor: float, timeout: float) -> None:
+        """The sandbox's webhook retry schedule; the waits follow it."""
+        self.admin.configure_deliveries(base_delay=base_delay, factor=factor, timeout=timeout)
+        self.deliveries = Deliveries(base_delay, factor, timeout, self.deliveries.attempts)
+        self.waits = Waits.of(
+            self.settings, self.deliveries, throttle=self.throttle,
+            vendors_pass="VENDORS_SYNC_INTERVAL" in self.env,
+        )  # fmt: skip
+
+    def expect_throttling(self, seconds: float) -> None:
+        """The scenario brings rate limits whose waits are not settings (Zoho's minute)."""
+        self.throttle = seconds
+        self.waits = self.waits.with_(throttle=seconds)
 
     def start_worker(self, name: str, concurrency: int = 4) -> Proc:
         proc = self.stack.start_worker(name, concurrency=concurrency)
@@ -281,8 +303,10 @@ class Chaos:
                 "total": str((rate * quantity).quantize(Decimal("0.01"))),
             }
 
+        order = list(range(start, start + n))
+        self.rng.shuffle(order)  # the order Zoho announces them in (CHAOS_SEED)
         with concurrent.futures.ThreadPoolExecutor(threads) as pool:
-            for number, want in pool.map(one, range(start, start + n)):
+            for number, want in pool.map(one, order):
                 made[number] = want
         self.backlog.bills.update(made)
         return made
@@ -303,8 +327,10 @@ class Chaos:
         from sandbox.concur.admin import ConcurAdmin
 
         concur = ConcurAdmin(self.sandbox.url)
+        order = list(report_ids)
+        self.rng.shuffle(order)  # the order ESS announces them in (CHAOS_SEED)
         with concurrent.futures.ThreadPoolExecutor(threads) as pool:
-            list(pool.map(concur.approve, report_ids))
+            list(pool.map(concur.approve, order))
         self.backlog.reports.extend(report_ids)
 
     def create_backlog(self, *, bills: int = 200, reports: int = 50, start: int = 0) -> Backlog:
@@ -375,32 +401,89 @@ class Chaos:
                 if r["ApprovalStatusCode"] == "A_APPR" and r["PaymentStatusCode"] == "P_PROC"
             }
 
-    def settled(self) -> bool:
-        """Everything expected is posted and nothing is still moving."""
+    def remaining(self) -> int:
+        """Work left before the scenario is done: source records not yet posted, records not
+        at rest, events not yet handed to intake."""
         reports = self.in_scope_reports()
+        with self.db.session() as s:
+            inbox = s.execute(
+                select(func.count())
+                .select_from(WebhookEvent)
+                .where(WebhookEvent.status == WebhookStatus.RECEIVED.value)
+            ).scalar()
         return (
-            self.count(flow="payables", states=("posted",)) >= len(self.backlog.bills)
-            and self.count(flow="expenses", states=("posted",)) >= len(reports)
-            and self.count(states=NON_TERMINAL) == 0
+            max(0, len(self.backlog.bills) - self.count(flow="payables", states=("posted",)))
+            + max(0, len(reports) - self.count(flow="expenses", states=("posted",)))
+            + self.count(states=NON_TERMINAL)
+            + int(inbox or 0)
         )
 
-    def wait(self, predicate: Any, *, timeout: float, what: str) -> None:
+    def settled(self) -> bool:
+        """Everything expected is posted and nothing is still moving."""
+        return self.remaining() == 0
+
+    def fingerprint(self) -> tuple[Any, ...]:
+        """Changes whenever the ledger or the inbox does (a state, a step, a new record)."""
+        with self.db.session() as s:
+            records = s.execute(
+                select(func.count(), func.max(SyncRecord.updated_at), func.max(SyncRecord.id))
+            ).one()
+            events = s.execute(
+                select(WebhookEvent.status, func.count()).group_by(WebhookEvent.status)
+            ).all()
+        return (tuple(records), tuple(sorted(events)))
+
+    def posted(self) -> int:
+        return self.count(states=("posted",))
+
+    def wait(self, predicate: Any, *, what: str, timeout: float | None = None) -> None:
+        """A one-off event: ``timeout`` defaults to the derived deadline (tests/chaos/timing)."""
+        limit = self.waits.deadline() if timeout is None else timeout
+        deadline = time.monotonic() + limit
+        while not predicate():
+            if time.monotonic() > deadline:
+                raise AssertionError(
+                    f"timed out after {limit:.0f}s waiting for {what} "
+                    f"({self.waits.formula()}; {seeds.replay_hint()})\n{self.diagnostics()}"
+                )
+            time.sleep(0.25)  # polling interval of the observer
+
+    def wait_progress(self, done: Any, progress: Any, *, what: str) -> float:
+        """Wait while ``progress()`` keeps reaching new bests (tests/chaos/timing)."""
         try:
-            wait_until(predicate, timeout=timeout, interval=0.25, what=what)
-        except TimeoutError as exc:
-            raise AssertionError(f"{exc}\n{self.diagnostics()}") from None
+            return wait_progress(done, progress, stall=self.waits.stall, what=what)
+        except Stalled as exc:
+            raise AssertionError(
+                f"{exc} ({self.waits.formula()}; {seeds.replay_hint()})\n{self.diagnostics()}"
+            ) from None
+
+    def wait_posted(self, n: int) -> None:
+        self.wait_progress(lambda: self.posted() >= n, self.posted, what=f"{n} records posted")
 
     # ------------------------------------------------------------------ the issue's assertions
 
-    def final_check(self, *, timeout: float = 120.0) -> dict[str, Any]:
-        """Every source record posted exactly once in the sandbox; nothing non-terminal."""
+    def final_check(self) -> dict[str, Any]:
+        """Every source record posted exactly once in the sandbox; nothing non-terminal.
+
+        Waits while the remaining work keeps shrinking, then until the ledger has been at rest
+        (nothing left, nothing changing) for ``waits.quiet``: the vendors pass still runs every
+        poll interval, and a single sample could catch one of its creates between ``posting``
+        and ``posted`` (issue #21).
+        """
         waited = time.monotonic()
-        self.wait(self.settled, timeout=timeout, what="every record posted")
+        self.wait_progress(self.settled, lambda: -self.remaining(), what="every record posted")
+        try:
+            wait_quiet(
+                self.fingerprint, self.settled, quiet=self.waits.quiet, stall=self.waits.stall,
+                what="the ledger at rest",
+            )  # fmt: skip
+        except Stalled as exc:
+            raise AssertionError(f"{exc}; {seeds.replay_hint()}\n{self.diagnostics()}") from None
         self.timings["settle"] = time.monotonic() - waited
         try:
             return self._assert_final()
         except AssertionError as exc:
-            raise AssertionError(f"{exc}\n{self.diagnostics()}") from None
+            raise AssertionError(f"{exc}\n{seeds.replay_hint()}\n{self.diagnostics()}") from None
 
     def _assert_final(self) -> dict[str, Any]:
         state = self.sandbox.state
@@ -499,83 +582,8 @@ class Chaos:
         """One line for the run's summary (printed by tests/chaos/conftest.py): timings, facts."""
         self.timings["total"] = time.monotonic() - self._t0
         timing = ", ".join(f"{k} {v:.1f}s" for k, v in self.timings.items())
-        facts = ", ".join(f"{k}={v}" for k, v in extra.items())
+        facts = ", ".join(f"{k}={v}" for k, v in {"seed": seeds.SEED, **extra}.items())
         line = f"{self.name}: {timing}" + (f"; {facts}" if facts else "")
         REPORTS.append(line)
         print(f"[chaos] {line}")
         return line
-
-
-class FanOut:
-    """Stands between the sandbox and the receiver: each webhook it receives is sent ``copies``
-    times at once (threads released together by a barrier) to the same path on ``target``.
-
-    The sender is answered 202 at once and the copies go out from a small pool (8 deliveries
-    at a time), so the sandbox's one delivery thread is not what paces the scenario.
-    ``groups()`` is the receiver's statuses per delivery; ``idle()`` says every one is done.
-    """
-
-    def __init__(self, target: str, *, copies: int = 5) -> None:
-        from werkzeug.serving import make_server
-        from werkzeug.wrappers import Request, Response
-
-        self.target = target.rstrip("/")
-        self.copies = copies
-        self._groups: list[list[int]] = []
-        self._lock = threading.Lock()
-        self._pending = 0
-        self._pool = concurrent.futures.ThreadPoolExecutor(8, thread_name_prefix="fanout")
-
-        def app(environ: Any, start_response: Any) -> Any:
-            req = Request(environ)
-            body = req.get_data()
-            headers = {
-                k: v for k, v in req.headers.items() if k.lower() not in ("host", "content-length")
-            }
-            query = req.query_string.decode()
-            url = self.target + req.path + (f"?{query}" if query else "")
-            with self._lock:
-                self._pending += 1
-            self._pool.submit(self._fan, url, body, headers)
-            return Response(status=202)(environ, start_response)
-
-        self.server = make_server("127.0.0.1", 0, app, threaded=True)
-        self.url = f"http://127.0.0.1:{self.server.server_port}"
-        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-
-    def _fan(self, url: str, body: bytes, headers: dict[str, str]) -> None:
-        barrier = threading.Barrier(self.copies)
-        statuses = [0] * self.copies
-
-        def send(i: int) -> None:
-            try:
-                barrier.wait(10)
-                statuses[i] = requests.post(url, data=body, headers=headers, timeout=30).status_code
-            except (requests.RequestException, threading.BrokenBarrierError):
-                statuses[i] = 0
-
-        threads = [threading.Thread(target=send, args=(i,)) for i in range(self.copies)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join(60)
-        with self._lock:
-            self._groups.append(statuses)
-            self._pending -= 1
-
-    def __enter__(self) -> FanOut:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.server.shutdown()
-        self._thread.join(10)
-        self._pool.shutdown(wait=True)
-
-    def idle(self) -> bool:
-        with self._lock:
-            return self._pending == 0
-
-    def groups(self) -> list[list[int]]:
-        with self._lock:
-            return [list(g) for g in self._groups]

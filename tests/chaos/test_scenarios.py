@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import fnmatch
 import os
-import random
 import signal
 import subprocess
 import sys
@@ -24,7 +23,9 @@ from sqlalchemy import func, select
 
 from bench.stack import ROOT, child_pids
 from connector.models import AuditEvent, Connection, Credential, SyncRecord, WebhookEvent
-from tests.chaos.scenario import COMPANY, ORG, FanOut
+from connector.zoho.errors import MINUTE_WINDOW_SECONDS
+from tests.chaos.fanout import FanOut
+from tests.chaos.scenario import COMPANY, ORG
 
 pytestmark = [pytest.mark.chaos, pytest.mark.slow]
 
@@ -51,13 +52,12 @@ def test_kill9_workers_ten_times(chaos: Any) -> None:
     message: task_reject_on_worker_lost), sometimes a whole worker with its pool (its messages
     wait in Redis's unacked set for the visibility timeout; the sweeper re-drives the records
     once their leases run out). A killed worker is started again, as a supervisor would."""
-    seed = int(os.environ.get("CHAOS_SEED", "20260909"))
-    rng = random.Random(seed)
     c = chaos(
         "kill9",
         workers={"wa": 2, "wb": 2},
         CELERY_VISIBILITY_TIMEOUT="20",
     )
+    rng = c.rng  # CHAOS_SEED
     c.create_backlog()
     total = len(c.backlog.bills) + len(c.backlog.reports)
     # A kill moment is a point of progress (records posted), so every kill lands mid-run.
@@ -68,8 +68,7 @@ def test_kill9_workers_ten_times(chaos: Any) -> None:
     kills: list[str] = []
     generation = 0
     for moment, kind in zip(moments, kinds, strict=True):
-        c.wait(lambda m=moment: c.count(states=("posted",)) >= m, timeout=120,
-               what=f"{moment} records posted")  # fmt: skip
+        c.wait_posted(moment)
         name = rng.choice(sorted(c.workers))
         worker = c.workers[name]
         children = child_pids(worker)
@@ -88,10 +87,10 @@ def test_kill9_workers_ten_times(chaos: Any) -> None:
             c.start_worker(f"{name[:2]}{generation}", 2)
             kills.append(f"{name}: whole worker and pool at {moment} posted")
     assert len(kills) == 10
-    result = c.final_check(timeout=180)
+    result = c.final_check()
     redriven = _audit_count(c, step="sweeper", outcome="redriven")
     adopted = _audit_count(c, step="post", outcome="adopted")
-    c.report(seed=seed, kills="; ".join(kills), redriven=redriven, adopted=adopted, **result)
+    c.report(kills="; ".join(kills), redriven=redriven, adopted=adopted, **result)
 
 
 def _leasing_pids(c: Any) -> set[int]:
@@ -114,21 +113,21 @@ def test_redis_restart_mid_run(chaos: Any) -> None:
     ledger and the sweeper bring back what the lost messages carried, the inbox relay the
     events."""
     c = chaos("redis")
+    moment = c.rng.randint(30, 120)  # records posted when Redis restarts (CHAOS_SEED)
     c.create_backlog()
-    c.wait(lambda: c.count(states=("posted",)) >= 60, timeout=120, what="60 records posted")
+    c.wait_posted(moment)
     assert c.stack.redis is not None
     lost = _queued_messages(c.stack.redis.url)
     restarted = time.monotonic()
     c.stack.redis.restart()
-    c.wait(lambda: _ready(c.receiver), timeout=30, what="/readyz 200 after the restart")
+    c.wait(lambda: _ready(c.receiver), what="/readyz 200 after the restart")
     fresh = c.create_bills(1, start=10_000)
     [number] = fresh
-    c.wait(
-        lambda: _posted_bill(c, number), timeout=90, what=f"bill {number} (after restart) posted"
-    )
+    c.wait(lambda: _posted_bill(c, number), what=f"bill {number} (after restart) posted")
     c.timings["fresh_after_restart"] = time.monotonic() - restarted
-    result = c.final_check(timeout=180)
-    c.report(redriven=_audit_count(c, step="sweeper", outcome="redriven"), lost=lost, **result)
+    result = c.final_check()
+    redriven = _audit_count(c, step="sweeper", outcome="redriven")
+    c.report(restart_at=moment, redriven=redriven, lost=lost, **result)
 
 
 def _queued_messages(url: str) -> int:
@@ -172,23 +171,25 @@ def test_postgres_unavailable_for_ten_seconds(chaos: Any) -> None:
     through the sweeper."""
     c = chaos("postgres")
     # Retries that outlast the outage: ESS makes 5 attempts, 1 s doubling-ish (18.7 s in all).
-    c.admin.configure_deliveries(base_delay=1.0, factor=2.2, timeout=5.0)
+    c.configure_deliveries(base_delay=1.0, factor=2.2, timeout=5.0)
+    moment = c.rng.randint(10, 60)  # records posted when the database goes (CHAOS_SEED)
     pending = c.pending_reports(50)
     c.create_bills(100)
-    c.wait(lambda: c.count(states=("posted",)) >= 30, timeout=120, what="30 records posted")
+    c.wait_posted(moment)
     assert c.stack.db_proxy is not None
     c.stack.db_proxy.cut()
     cut_at = time.monotonic()
     try:
         c.create_bills(100, start=100)
         c.approve(pending)
-        c.wait(lambda: _delivered_503(c), timeout=OUTAGE_SECONDS, what="a 503 from the receiver")
+        # The outage lasts until the receiver has refused a delivery, and at least 10 s.
+        c.wait(lambda: _delivered_503(c), what="a 503 from the receiver")
         # The outage lasts its 10 s whatever the test does meanwhile: the fault, not a race.
         time.sleep(max(0.0, OUTAGE_SECONDS - (time.monotonic() - cut_at)))
     finally:
         c.stack.db_proxy.restore()
     c.timings["outage"] = time.monotonic() - cut_at
-    result = c.final_check(timeout=180)
+    result = c.final_check()
     deliveries = _deliveries_by_id(c)
     refused = {d: a for d, a in deliveries.items() if any(x.get("status") == 503 for x in a)}
     sources = {("zoho" if "/webhooks/zoho/" in a[0]["url"] else "concur") for a in refused.values()}
@@ -200,7 +201,7 @@ def test_postgres_unavailable_for_ten_seconds(chaos: Any) -> None:
     with c.db.session() as s:
         events = s.execute(select(func.count()).select_from(WebhookEvent)).scalar()
     assert events == accepted == len(c.backlog.bills) + len(c.backlog.reports)
-    c.report(refused=len(refused), accepted=accepted, **result)
+    c.report(cut_at=moment, refused=len(refused), accepted=accepted, **result)
 
 
 def _delivered_503(c: Any) -> bool:
@@ -228,13 +229,23 @@ def test_commit_then_fail_on_every_post(chaos: Any) -> None:
         VENDORS_SYNC_INTERVAL="5",
         rules={"vendors": {"directions": ["zoho_to_concur", "concur_to_zoho"]}},
     )
+    # Fault placement (CHAOS_SEED): part of each POST type's faults is armed before the backlog
+    # (the first POSTs), the rest once a seeded number of records is posted (mid-run).
+    later: dict[str, int] = {}
     for path, count in ((PAYMENT_REQUESTS, 25), (JOURNALS, 10), (CONCUR_VENDORS, 2),
                         (ZOHO_CONTACTS, 2)):  # fmt: skip
-        c.admin.add_fault("POST", path, "commit_then_fail", count=count)
+        first = c.rng.randint(1, count)
+        later[path] = count - first
+        c.admin.add_fault("POST", path, "commit_then_fail", count=first)
+    mid_run = c.rng.randint(20, 150)
     c.create_backlog(bills=190)
     c.create_bills(
         10, start=190, vendors=[("Hertz Corporation", "USD"), ("Uber Technologies", "USD")]
     )
+    c.wait_posted(mid_run)
+    for path, count in later.items():
+        if count:
+            c.admin.add_fault("POST", path, "commit_then_fail", count=count)
     patterns = (PAYMENT_REQUESTS, JOURNALS, CONCUR_VENDORS, ZOHO_CONTACTS)
 
     def fired() -> dict[str, int]:
@@ -246,10 +257,14 @@ def test_commit_then_fail_on_every_post(chaos: Any) -> None:
         return counts
 
     # The Zoho contacts are created by the vendors pass (beat, every 5 s), whenever it runs.
-    c.wait(lambda: all(fired().values()), timeout=180, what="a lost answer on every POST type")
-    result = c.final_check(timeout=180)
+    c.wait_progress(
+        lambda: all(fired().values()),
+        lambda: sum(fired().values()),
+        what="a lost answer on every POST type",
+    )
+    result = c.final_check()
     adopted = _audit_count(c, step="post", outcome="adopted")
-    c.report(fired=fired(), adopted=adopted, **result)
+    c.report(mid_run=mid_run, later=later, fired=fired(), adopted=adopted, **result)
 
 
 # --------------------------------------------------------------------------- 5. 429 and 5xx
@@ -261,6 +276,7 @@ def test_429_storms_and_5xx_bursts_from_both_vendors(chaos: Any) -> None:
     limit switched on (429 with ``retry-after: 0``). Retries back off; nothing is lost or
     doubled, nothing goes dead."""
     c = chaos("throttle")
+    c.expect_throttling(MINUTE_WINDOW_SECONDS)  # a Zoho 429 waits a whole minute window
     from sandbox.concur.admin import ConcurAdmin
 
     concur = ConcurAdmin(c.sandbox.url)
@@ -280,7 +296,7 @@ def test_429_storms_and_5xx_bursts_from_both_vendors(chaos: Any) -> None:
     ):
         c.admin.add_fault(method, path, kind, count=count)
     c.create_backlog()
-    result = c.final_check(timeout=240)
+    result = c.final_check()
     fired = [f["kind"] for f in c.admin.faults()["history"]]
     served_429 = sum(c.admin.stats()["rate_limited"].values())  # injected + Concur's limit
     assert {"429", "500", "502", "503"} <= set(fired)
@@ -297,13 +313,14 @@ def test_token_revoked_mid_run_parks_then_resumes(chaos: Any) -> None:
     (none dead), and after the operator re-authorizes with ``connector connect zoho`` they
     resume by themselves and post."""
     c = chaos("revoke")
+    moment = c.rng.randint(20, 80)  # records posted when the token is revoked (CHAOS_SEED)
     c.create_backlog()
-    c.wait(lambda: c.count(states=("posted",)) >= 40, timeout=120, what="40 records posted")
+    c.wait_posted(moment)
     [token] = [t for t in c.admin.zoho_tokens() if not t.get("revoked")]
     c.admin.zoho_revoke(id=token["id"])
     revoked = time.monotonic()
-    c.wait(lambda: _connection_status(c) == "needs_reauth", timeout=60, what="needs_reauth")
-    c.wait(lambda: c.count(states=("needs_reauth",)) >= 5, timeout=60, what="records parked")
+    c.wait(lambda: _connection_status(c) == "needs_reauth", what="needs_reauth")
+    c.wait(lambda: c.count(states=("needs_reauth",)) >= 5, what="records parked")
     parked = c.count(states=("needs_reauth",))
     assert c.count(states=("dead", "failed")) == 0
     alerts = _audit_count(c, step="connection", outcome="needs_reauth")
@@ -313,13 +330,13 @@ def test_token_revoked_mid_run_parks_then_resumes(chaos: Any) -> None:
     out = subprocess.run(
         [sys.executable, "-m", "connector.cli", "connect", "zoho", str(c.cid), "--code",
          grant["code"], "--organization-id", ORG, "--accounts-server", grant["accounts_server"]],
-        cwd=ROOT, env=c.stack.env(), capture_output=True, text=True, timeout=60,
+        cwd=ROOT, env=c.stack.env(), capture_output=True, text=True, timeout=c.waits.deadline(),
     )  # fmt: skip
     assert out.returncode == 0, out.stdout + out.stderr
     c.timings["parked_for"] = time.monotonic() - revoked
     assert _connection_status(c) == "active", _connection_trail(c)
-    result = c.final_check(timeout=180)
-    c.report(parked=parked, cli=out.stdout.strip().splitlines()[-1], **result)
+    result = c.final_check()
+    c.report(revoked_at=moment, parked=parked, cli=out.stdout.strip().splitlines()[-1], **result)
 
 
 def _zoho_scope() -> str:
@@ -363,8 +380,8 @@ def test_every_webhook_delivered_five_times_concurrently(chaos: Any) -> None:
         )
         c.subscribe(f"{fan.url}/webhooks/concur")
         c.create_backlog()
-        result = c.final_check(timeout=180)
-        c.wait(fan.idle, timeout=60, what="every fan-out delivery answered")
+        result = c.final_check()
+        c.wait(fan.idle, what="every fan-out delivery answered")
         groups = fan.groups()
     assert len(groups) == len(c.backlog.bills) + len(c.backlog.reports)
     assert all(len(g) == 5 for g in groups), "a delivery was not repeated five times"
