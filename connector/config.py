@@ -88,6 +88,10 @@ class Settings:
     #: How long a worker owns a record before the sweeper may re-drive it.
     lease_seconds: int = 300
     sweep_interval: float = 60.0
+    #: Failed intake runs before a webhook event is ``failed`` (docs/operations.md, "Inbox").
+    inbox_max_attempts: int = 5
+    #: Seconds before a ``received`` event is relayed; 0 = derived (2 x sweep interval, >= 5 s).
+    inbox_relay_after: float = 0.0
     #: Beat refreshes access tokens that expire within this many seconds (docs/connections.md).
     refresh_margin: int = 600
     #: Seconds between two runs of the beat's token refresh.
@@ -231,7 +235,9 @@ class Settings:
         smtp_to = _split(get("ALERT_SMTP_TO"))
         smtp_from = get("ALERT_SMTP_FROM")
         if smtp_host and not (smtp_to and smtp_from):
-            problems.append("ALERT_SMTP_HOST needs ALERT_SMTP_FROM and ALERT_SMTP_TO (comma-separated)")
+            problems.append(
+                "ALERT_SMTP_HOST needs ALERT_SMTP_FROM and ALERT_SMTP_TO (comma-separated)"
+            )
         starttls_raw = (get("ALERT_SMTP_STARTTLS") or "true").lower()
         if starttls_raw not in {"true", "false", "1", "0", "yes", "no"}:
             problems.append(f"ALERT_SMTP_STARTTLS must be true or false, got {starttls_raw!r}")
@@ -303,6 +309,8 @@ class Settings:
             visibility_timeout=get_int("CELERY_VISIBILITY_TIMEOUT", 3600),
             lease_seconds=get_int("CONNECTOR_LEASE_SECONDS", 300),
             sweep_interval=float(get_int("CONNECTOR_SWEEP_INTERVAL", 60)),
+            inbox_max_attempts=get_int("INBOX_MAX_ATTEMPTS", 5),
+            inbox_relay_after=get_float("INBOX_RELAY_AFTER", 0.0),
             refresh_margin=get_int("CONNECTOR_REFRESH_MARGIN", 600),
             refresh_interval=float(get_int("CONNECTOR_REFRESH_INTERVAL", 60)),
             max_body_bytes=get_int("CONNECTOR_MAX_BODY_BYTES", 1_048_576),
@@ -334,6 +342,8 @@ class Settings:
                 "CONNECTOR_RETRY_CAP must be shorter than CELERY_VISIBILITY_TIMEOUT: a longer "
                 "broker countdown is redelivered and run twice"
             )
+        if settings.inbox_max_attempts < 1:
+            problems.append("INBOX_MAX_ATTEMPTS must be at least 1")
         if settings.lease_seconds >= settings.visibility_timeout:
             problems.append(
                 "CONNECTOR_LEASE_SECONDS must be shorter than CELERY_VISIBILITY_TIMEOUT, so the "
