@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -247,3 +247,37 @@ def reopen(session: Session, event_ids: Sequence[int], *, requested_by: str) -> 
         event.last_attempt_at = utcnow()
         event.note = f"replayed by {requested_by[:100]} (was: {(event.note or '')[:300]})"
     return [e.id for e in events]
+
+
+def replay_failed(
+    db: Any,
+    event_ids: Sequence[int] | None,
+    *,
+    requested_by: str,
+    enqueue_event: Callable[[int], None],
+) -> list[int]:
+    """Re-drive ``failed`` events (the given ids, or all with ``None``): reopened in one
+    transaction, then enqueued. Used by /ops and ``celery -A tasks dead retry --events``. An
+    enqueue that fails leaves the event ``received``; the sweeper relays it."""
+    with db.session() as session:
+        if event_ids is None:
+            event_ids = [e.id for e in failed_events(session, limit=10_000)]
+        reopened = reopen(session, event_ids, requested_by=requested_by)
+    for event_id in reopened:
+        enqueue_event(event_id)
+    return reopened
+
+
+def describe(event: WebhookEvent) -> dict[str, Any]:
+    """One event as /ops, ``dead list --json`` and the alert digest show it (no body)."""
+    return {
+        "id": event.id,
+        "source": event.source,
+        "event_type": event.event_type,
+        "connection_id": event.connection_id,
+        "dedupe_key": event.dedupe_key[:80],
+        "attempts": event.attempts,
+        "reason": event.note,
+        "received_at": event.received_at.isoformat() if event.received_at else None,
+        "failed_at": event.processed_at.isoformat() if event.processed_at else None,
+    }
