@@ -14,8 +14,8 @@ Whatever fails after an event is stored (a handler or ``prepare`` exception, an 
 Concur company, a body that no longer parses) is counted on the event (``attempts``); the
 sweeper relays it a bound later (``inbox.relay_after``), and at ``INBOX_MAX_ATTEMPTS`` it is
 ``failed`` with the reason in ``note``: listed on /ops, in ``dead list`` and in the alert digest,
-never relayed again until an operator replays it. A database outage is not counted: it is
-re-raised, and the task retries through the broker (``tasks.base``).
+never relayed again until an operator replays it. A database outage or an empty rate-limit
+bucket is not counted: it is re-raised, and the task retries through the broker (``tasks.base``).
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from sqlalchemy.exc import InterfaceError, OperationalError
 from connector import inbox, payloads
 from connector.config import Settings, get_settings
 from connector.db import Database
-from connector.errors import ConnectorError, MalformedWebhook
+from connector.errors import ConnectorError, MalformedWebhook, RateLimitedError
 from connector.models import Connection, Step, WebhookEvent, WebhookStatus
 
 log = logging.getLogger(__name__)
@@ -82,8 +82,9 @@ class UnroutedEvent(ConnectorError):
     """A Concur event for a company no connection is paired with (yet)."""
 
 
-#: Database unreachable: not the event's fault, not counted; the task retries via the broker.
-_OUTAGE = (OperationalError, InterfaceError)
+#: Not the event's fault, not counted: the database is unreachable, or a shared rate-limit
+#: bucket is empty. Re-raised; the task retries through the broker (``tasks.base``).
+_OUTAGE = (OperationalError, InterfaceError, RateLimitedError)
 
 
 def payload_of(event: WebhookEvent) -> dict[str, Any]:

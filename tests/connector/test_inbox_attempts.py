@@ -129,12 +129,22 @@ def test_always_failing_event_ends_failed_visible_and_no_longer_relayed(
     assert event.note.startswith("replayed by ops:admin")
 
 
-def test_a_database_outage_during_intake_is_not_counted(db: Database, tmp_path: Path) -> None:
-    """An unreachable database is not the event's fault: re-raised for the broker retry."""
+@pytest.mark.parametrize("error", ["outage", "rate-limited"])
+def test_a_database_outage_or_rate_limit_during_intake_is_not_counted(
+    db: Database, tmp_path: Path, error: str
+) -> None:
+    """An unreachable database or an empty rate-limit bucket is not the event's fault:
+    re-raised for the broker retry (tasks.base), never counted as an attempt."""
     from sqlalchemy.exc import OperationalError
 
+    from connector.errors import RateLimitedError
+
+    expected: type[Exception] = OperationalError if error == "outage" else RateLimitedError
+
     def unreachable(_session: Any, _event: Any, _payload: Any) -> IntakeResult:
-        raise OperationalError("SELECT 1", {}, ConnectionRefusedError("proxy cut"))
+        if error == "outage":
+            raise OperationalError("SELECT 1", {}, ConnectionRefusedError("proxy cut"))
+        raise RateLimitedError("bucket empty", retry_after=1.0)
 
     intake.register("zoho", "outagetest", unreachable)
     try:
@@ -143,7 +153,7 @@ def test_a_database_outage_during_intake_is_not_counted(db: Database, tmp_path: 
                 s, source="zoho", dedupe_key="outage-1", body=b"{}", headers={},
                 connection_id=None, event_type="outagetest",
             )  # fmt: skip
-        with pytest.raises(OperationalError):
+        with pytest.raises(expected):
             intake.process(db, stored.event_id, _settings(tmp_path))
         event = _event(db, stored.event_id)
         assert event.attempts == 0 and event.status == WebhookStatus.RECEIVED.value
