@@ -131,6 +131,9 @@ def zoho_json_text(body: str | bytes, content_type: str | None) -> str | bytes:
     if (content_type or "").split(";")[0].strip().lower() != "application/x-www-form-urlencoded":
         return body
     raw = body.decode("utf-8", errors="replace") if isinstance(body, bytes) else body
+    if raw.lstrip().startswith("{"):
+        # Rows stored before migration 0005 hold the re-serialized JSON, not the form body.
+        return raw
     for name, value in parse_qsl(raw, keep_blank_values=True):
         if name == "JSONString":  # the first one, as werkzeug's ``request.form.get`` reads it
             return value

@@ -231,3 +231,21 @@ def test_sweeper_relays_a_lost_event_after_two_sweeps_not_a_lease(
         maintenance.sweep.run()
         assert relayed == [event_id, event_id]
     monkeypatch.setattr(config, "_cached", None)
+
+
+def test_intake_reads_form_bodies_and_rows_stored_before_raw_bodies() -> None:
+    """The stored raw form body is parsed like the receiver parsed it; a row stored before the
+    raw-body change (re-serialized JSON under a form content type) still reads."""
+    from urllib.parse import urlencode
+
+    form = WebhookEvent(
+        source="zoho",
+        body=urlencode([("JSONString", '{"bill": {"bill_id": "1"}}')]),
+        headers={"content-type": "application/x-www-form-urlencoded"},
+    )
+    legacy = WebhookEvent(
+        source="zoho",
+        body='{"bill": {"bill_id": "1"}}',
+        headers={"content-type": "application/x-www-form-urlencoded; charset=UTF-8"},
+    )
+    assert intake.payload_of(form) == intake.payload_of(legacy) == {"bill": {"bill_id": "1"}}
