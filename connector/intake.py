@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import select
-from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
 from connector import inbox, payloads
 from connector.config import Settings, get_settings
@@ -114,14 +114,28 @@ def process(
         return _process(db, event_id, settings)
     except _OUTAGE:
         raise
-    except Exception as exc:  # any reason: counted, never a silent loop
-        reason = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-        with db.session() as session:
-            status = inbox.record_failure(
-                session, event_id, reason, max_attempts=settings.inbox_max_attempts
-            )
-        log.warning("webhook event %s: intake failed (%s), now %s", event_id, reason, status)
+    except DBAPIError as exc:
+        if exc.connection_invalidated:
+            # A lost connection reported as another DBAPI error class (some drivers raise a
+            # plain DatabaseError for a socket cut mid-statement): an outage, not the event.
+            raise
+        _record_failure(db, event_id, settings, exc)
         return []
+    except Exception as exc:  # any reason: counted, never a silent loop
+        _record_failure(db, event_id, settings, exc)
+        return []
+
+
+def _record_failure(db: Database, event_id: int, settings: Settings, exc: Exception) -> None:
+    """Count the failure on the event. A database error's text names only the driver's first
+    line (its full text holds the SQL statement and its parameters: payload values)."""
+    detail = str(exc.orig).splitlines()[0] if isinstance(exc, DBAPIError) and exc.orig else str(exc)
+    reason = f"{type(exc).__name__}: {detail}" if detail else type(exc).__name__
+    with db.session() as session:
+        status = inbox.record_failure(
+            session, event_id, reason, max_attempts=settings.inbox_max_attempts
+        )
+    log.warning("webhook event %s: intake failed (%s), now %s", event_id, reason, status)
 
 
 def _route(session: Any, event: WebhookEvent, payload: dict[str, Any]) -> None:

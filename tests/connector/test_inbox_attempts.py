@@ -249,3 +249,37 @@ def test_intake_reads_form_bodies_and_rows_stored_before_raw_bodies() -> None:
         headers={"content-type": "application/x-www-form-urlencoded; charset=UTF-8"},
     )
     assert intake.payload_of(form) == intake.payload_of(legacy) == {"bill": {"bill_id": "1"}}
+
+
+def test_a_lost_connection_under_another_dbapi_class_is_an_outage_not_an_attempt(
+    db: Database, tmp_path: Path
+) -> None:
+    """psycopg2 can report a socket cut mid-statement as a plain ``DatabaseError``; SQLAlchemy
+    then flags ``connection_invalidated``. That is an outage (re-raised), while a genuine
+    database refusal of the event's data is an attempt whose note omits the SQL parameters."""
+    from sqlalchemy.exc import DatabaseError, DataError
+
+    raised: list[Exception] = [
+        DatabaseError("SELECT 1", {}, Exception("SSL SYSCALL error: EOF detected"), connection_invalidated=True),
+        DataError("INSERT x VALUES (%(secretish)s)", {"secretish": "payload-value"}, Exception("value too long\nDETAIL")),
+    ]  # fmt: skip
+
+    def handler(_session: Any, _event: Any, _payload: Any) -> IntakeResult:
+        raise raised.pop(0)
+
+    intake.register("zoho", "dbapitest", handler)
+    try:
+        with db.session() as s:
+            stored = inbox.store(
+                s, source="zoho", dedupe_key="dbapi-1", body=b"{}", headers={},
+                connection_id=None, event_type="dbapitest",
+            )  # fmt: skip
+        with pytest.raises(DatabaseError):
+            intake.process(db, stored.event_id, _settings(tmp_path))
+        assert _event(db, stored.event_id).attempts == 0
+        intake.process(db, stored.event_id, _settings(tmp_path))
+        event = _event(db, stored.event_id)
+        assert event.attempts == 1 and "DataError: value too long" in event.note
+        assert "payload-value" not in event.note and "INSERT" not in event.note
+    finally:
+        intake._handlers.pop(("zoho", "dbapitest"), None)

@@ -210,3 +210,26 @@ def test_postgres_cut_during_the_intake_task(outage: Any) -> None:
     finally:
         outage.proxy.restore()
     _assert_processed_once(outage.settled(event_id), "gated test event done")
+
+
+def test_a_burst_of_events_through_a_postgres_cut_and_a_redis_restart(outage: Any) -> None:
+    """The chaos scenario's shape in small: many events in flight when PostgreSQL is cut, then
+    the broker restarted (losing what it held): every event ends processed, none counted as a
+    failed attempt."""
+    worker = outage.start_worker()
+    ids = [outage.store("quicktest") for _ in range(60)]
+    outage.proxy.cut()
+    try:
+        for event_id in ids:
+            outage.enqueue(event_id)
+        wait_until(
+            lambda: "database unavailable" in worker.log(),
+            timeout=60,
+            what="intake tasks meeting the outage",
+        )
+        outage.redis.stop()  # retries waiting in the broker are lost too
+        outage.redis.start()
+    finally:
+        outage.proxy.restore()
+    for event_id in ids:
+        _assert_processed_once(outage.settled(event_id), "no flow handles")
