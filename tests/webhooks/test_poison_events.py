@@ -155,7 +155,9 @@ def test_signed_poison_is_400_with_a_message_and_stored_nowhere(
 
 
 @pytest.mark.parametrize("route", ["zoho-json", "zoho-form", "concur"])
-def test_the_same_event_without_poison_is_accepted(receivers: Any, db: Database, route: str) -> None:
+def test_the_same_event_without_poison_is_accepted(
+    receivers: Any, db: Database, route: str
+) -> None:
     """The control: the templates above are valid events, so a 400 means the poison."""
     ok = '"fine"'
     text = zoho_text(ok, False) if route.startswith("zoho") else concur_text(ok, False)
