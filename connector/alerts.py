@@ -7,6 +7,9 @@ Three conditions (docs/operations.md):
   growth: its parked records are a consequence, not news.
 - ``dead`` — records whose retries ran out (key: ``<connection id>:<flow>``).
 - ``waiting`` — records ``waiting`` longer than ``ALERT_WAITING_AGE`` (same key).
+- ``failed_events`` — webhook events intake gave up on after ``INBOX_MAX_ATTEMPTS`` (key:
+  ``<source>:<connection id or "unrouted">``), so a stored event that cannot be processed is
+  never a silent loop (issue #12.3).
 
 The digest rule, per (kind, key), against the ``alerts`` table: notify when the condition is
 **new** (no open row, or never delivered), when it **grew** past the count last notified (a
@@ -36,11 +39,18 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from connector import operations
+from connector import inbox, operations
 from connector.api.redaction import redact
 from connector.config import Settings
 from connector.db import Database, utcnow
-from connector.models import Alert, Connection, ConnectionStatus, RecordState, SyncRecord
+from connector.models import (
+    Alert,
+    Connection,
+    ConnectionStatus,
+    RecordState,
+    SyncRecord,
+    WebhookEvent,
+)
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +58,7 @@ S = RecordState
 NEEDS_REAUTH = "needs_reauth"
 DEAD = "dead"
 WAITING = "waiting"
+FAILED_EVENTS = "failed_events"
 
 
 @dataclass(frozen=True)
@@ -138,6 +149,27 @@ def current_conditions(
                 f"(e.g. #{records[-1].id}); {_top_reasons(records)}. "
                 f"Fix: {operations.fix_hint(S.DEAD, records[-1].last_error_code)} "
                 f"Replay: connector replay --state dead --flow {flow}",
+            )
+        )
+
+    failed: dict[tuple[str, int | None], list[WebhookEvent]] = {}
+    for event in inbox.failed_events(session, limit=10_000):
+        failed.setdefault((event.source, event.connection_id), []).append(event)
+    for (source, conn_id), events in sorted(
+        failed.items(), key=lambda kv: (kv[0][0], kv[0][1] or 0)
+    ):
+        reasons = Counter(operations.normalize_message(e.note) for e in events)
+        top = "; ".join(f"x{n}: {msg}" for msg, n in reasons.most_common(3))
+        where = names.get(conn_id, conn_id) if conn_id is not None else "unrouted"
+        conditions.append(
+            Condition(
+                FAILED_EVENTS,
+                f"{source}:{conn_id if conn_id is not None else 'unrouted'}",
+                conn_id,
+                len(events),
+                f"{where} / {source} webhooks: {len(events)} event(s) failed after their "
+                f"attempts (e.g. #{events[0].id}); {top}. "
+                "Replay: celery -A tasks dead retry --all-events (or /ops)",
             )
         )
 
@@ -244,6 +276,7 @@ def _resolved_text(row: Alert) -> str:
         NEEDS_REAUTH: "connection is connected again",
         DEAD: "no dead records left",
         WAITING: "no record waits too long any more",
+        FAILED_EVENTS: "no failed webhook event left",
     }.get(row.kind, "cleared")
     head = (row.summary or "").split(":", 1)[0]
     return f"{head}: {what}"

@@ -103,6 +103,10 @@ class Settings:
     #: Celery beat's schedule file (last run of each job). Losing it is harmless: a fresh file
     #: starts every job one interval after beat starts (docs/deploy.md, "Beat's schedule file").
     beat_schedule_file: Path = Path("var/celerybeat-schedule")
+    #: Failed intake runs before a webhook event is ``failed`` (docs/operations.md, "Inbox").
+    inbox_max_attempts: int = 5
+    #: Seconds before a ``received`` event is relayed; 0 = derived (2 x sweep interval, >= 5 s).
+    inbox_relay_after: float = 0.0
     #: Beat refreshes access tokens that expire within this many seconds (docs/connections.md).
     refresh_margin: int = 600
     #: Seconds between two runs of the beat's token refresh.
@@ -378,6 +382,8 @@ class Settings:
             beat_schedule_file=Path(
                 get("CONNECTOR_BEAT_SCHEDULE") or var_dir / "celerybeat-schedule"
             ),
+            inbox_max_attempts=get_int("INBOX_MAX_ATTEMPTS", 5),
+            inbox_relay_after=get_float("INBOX_RELAY_AFTER", 0.0),
             refresh_margin=get_int("CONNECTOR_REFRESH_MARGIN", 600),
             refresh_interval=float(get_int("CONNECTOR_REFRESH_INTERVAL", 60)),
             max_body_bytes=get_int("CONNECTOR_MAX_BODY_BYTES", 1_048_576),
@@ -414,6 +420,8 @@ class Settings:
                 "CONNECTOR_RETRY_CAP must be shorter than CELERY_VISIBILITY_TIMEOUT: a longer "
                 "broker countdown is redelivered and run twice"
             )
+        if settings.inbox_max_attempts < 1:
+            problems.append("INBOX_MAX_ATTEMPTS must be at least 1")
         if settings.lease_seconds >= settings.visibility_timeout:
             problems.append(
                 "CONNECTOR_LEASE_SECONDS must be shorter than CELERY_VISIBILITY_TIMEOUT, so the "

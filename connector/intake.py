@@ -8,21 +8,31 @@ with a note, never dropped.
 A handler that needs a vendor call before it can name the record (the expenses flow reads the
 report header to learn its approval version) registers a ``prepare`` function too: it runs
 first, outside any database transaction, and its result is passed to the handler as a fourth
-argument. If it raises, the event stays ``received`` and the sweeper relays it later.
+argument.
+
+Whatever fails after an event is stored (a handler or ``prepare`` exception, an unroutable
+Concur company, a body that no longer parses) is counted on the event (``attempts``); the
+sweeper relays it a bound later (``inbox.relay_after``), and at ``INBOX_MAX_ATTEMPTS`` it is
+``failed`` with the reason in ``note``: listed on /ops, in ``dead list`` and in the alert digest,
+never relayed again until an operator replays it. A database outage or an empty rate-limit
+bucket is not counted: it is re-raised, and the task retries through the broker (``tasks.base``).
 """
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from connector import inbox
+from sqlalchemy import select
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+
+from connector import inbox, payloads
 from connector.config import Settings, get_settings
 from connector.db import Database
-from connector.models import Step, WebhookEvent, WebhookStatus
+from connector.errors import ConnectorError, MalformedWebhook, RateLimitedError
+from connector.models import Connection, Step, WebhookEvent, WebhookStatus
 
 log = logging.getLogger(__name__)
 
@@ -68,31 +78,110 @@ def _load_flows() -> None:
             log.warning("flow %s could not be loaded", name)
 
 
+class UnroutedEvent(ConnectorError):
+    """A Concur event for a company no connection is paired with (yet)."""
+
+
+#: Not the event's fault, not counted: the database is unreachable, or a shared rate-limit
+#: bucket is empty. Re-raised; the task retries through the broker (``tasks.base``).
+_OUTAGE = (OperationalError, InterfaceError, RateLimitedError)
+
+
+def payload_of(event: WebhookEvent) -> dict[str, Any]:
+    """The stored raw body parsed as the receiver parsed it (a Zoho form body's JSONString)."""
+    if not event.body:
+        return {}
+    text: str | bytes = event.body
+    if event.source == "zoho":
+        text = payloads.zoho_json_text(text, (event.headers or {}).get("content-type"))
+    value = payloads.loads(text)
+    if not isinstance(value, dict):
+        raise MalformedWebhook("stored body is not a JSON object")
+    return value
+
+
 def process(
     db: Database, event_id: int, settings: Settings | None = None
 ) -> list[tuple[int, Step]]:
-    """Run the event's handler once; returns what to enqueue. Safe to call twice.
+    """Run the event's handler once; returns what to enqueue. Safe to call twice, and twice at
+    once (the handler's transaction locks the event row; the second sees it processed).
 
-    ``settings`` (default: the process's) is what a ``prepare`` function builds clients with.
+    ``settings`` (default: the process's) is what a ``prepare`` function builds clients with,
+    and says how many failures make the event ``failed``.
     """
+    settings = settings or get_settings()
+    try:
+        return _process(db, event_id, settings)
+    except _OUTAGE:
+        raise
+    except DBAPIError as exc:
+        if exc.connection_invalidated:
+            # A lost connection reported as another DBAPI error class (some drivers raise a
+            # plain DatabaseError for a socket cut mid-statement): an outage, not the event.
+            raise
+        _record_failure(db, event_id, settings, exc)
+        return []
+    except Exception as exc:  # any reason: counted, never a silent loop
+        _record_failure(db, event_id, settings, exc)
+        return []
+
+
+def _record_failure(db: Database, event_id: int, settings: Settings, exc: Exception) -> None:
+    """Count the failure on the event. A database error's text names only the driver's first
+    line (its full text holds the SQL statement and its parameters: payload values)."""
+    detail = str(exc.orig).splitlines()[0] if isinstance(exc, DBAPIError) and exc.orig else str(exc)
+    reason = f"{type(exc).__name__}: {detail}" if detail else type(exc).__name__
+    with db.session() as session:
+        status = inbox.record_failure(
+            session, event_id, reason, max_attempts=settings.inbox_max_attempts
+        )
+    log.warning("webhook event %s: intake failed (%s), now %s", event_id, reason, status)
+
+
+def _route(session: Any, event: WebhookEvent, payload: dict[str, Any]) -> None:
+    """Give an unrouted Concur event its connection, if the company is known by now."""
+    if event.connection_id is not None or event.source != "concur":
+        return
+    facts = payload.get("facts") if isinstance(payload.get("facts"), dict) else {}
+    company_id = str(facts.get("companyId") or "")
+    connection_id = session.execute(
+        select(Connection.id).where(Connection.concur_company_id == company_id)
+    ).scalar()
+    if connection_id is None:
+        raise UnroutedEvent(f"no connection for Concur company {company_id} (unrouted)")
+    event.connection_id = connection_id
+
+
+def _done(event: WebhookEvent | None) -> bool:
+    return event is None or event.status != WebhookStatus.RECEIVED.value
+
+
+def _process(db: Database, event_id: int, settings: Settings) -> list[tuple[int, Step]]:
     prepared: tuple[Any, ...] = ()
     with db.session() as session:
         event = session.get(WebhookEvent, event_id)
-        if event is None or event.status in (WebhookStatus.PROCESSED, WebhookStatus.IGNORED):
+        if _done(event):
             return []
+        assert event is not None
+        payload = payload_of(event)
+        _route(session, event, payload)
         handler_for(event.source, event.event_type or "")
         prepare = _prepares.get((event.source, event.event_type or ""))
         if prepare is not None:
-            payload = json.loads(event.body) if event.body else {}
+            session.flush()
             session.expunge(event)
     if prepare is not None:
         # Outside any transaction: it may call a vendor.
-        prepared = (prepare(db, settings or get_settings(), event, payload),)
+        prepared = (prepare(db, settings, event, payload),)
     with db.session() as session:
-        event = session.get(WebhookEvent, event_id)
-        if event is None or event.status in (WebhookStatus.PROCESSED, WebhookStatus.IGNORED):
+        # Locked until this transaction commits: a relayed copy of the same event waits here
+        # and then finds it processed (PostgreSQL; SQLite serializes writers anyway).
+        event = session.get(WebhookEvent, event_id, with_for_update=True)
+        if _done(event):
             return []
-        payload = json.loads(event.body) if event.body else {}
+        assert event is not None
+        payload = payload_of(event)
+        _route(session, event, payload)
         kind = event.event_type or ""
         handler = handler_for(event.source, kind)
         if handler is None:

@@ -155,6 +155,11 @@ class WebhookEvent(Base):
     note: Mapped[str | None] = mapped_column(Text)
     received_at: Mapped[dt.datetime] = mapped_column(default=utcnow, index=True)
     processed_at: Mapped[dt.datetime | None]
+    #: Intake runs that failed (any exception). At ``INBOX_MAX_ATTEMPTS`` the event is
+    #: ``failed`` with the reason in ``note``, listed on /ops, in ``dead list`` and the digest.
+    attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    #: When intake last started on it; the relay counts staleness from here (or received_at).
+    last_attempt_at: Mapped[dt.datetime | None]
 
 
 class SyncRecord(Base):

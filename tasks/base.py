@@ -8,7 +8,7 @@ import socket
 from typing import Any
 
 from celery import Task
-from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
 from connector import backoff
 from connector.config import get_settings
@@ -55,8 +55,14 @@ class ConnectorTask(Task):  # type: ignore[misc]
                 exc.retry_after,
             )
             raise self.retry(countdown=exc.retry_after, exc=exc) from None
-        except (OperationalError, InterfaceError) as exc:
-            # The database is unreachable. Celery acknowledges a task that raises, even with
+        except DBAPIError as exc:
+            if not (
+                isinstance(exc, (OperationalError, InterfaceError)) or exc.connection_invalidated
+            ):
+                raise  # the statement failed, the database did not go away
+            # The database is unreachable (psycopg2 reports some socket cuts as a plain
+            # DatabaseError; SQLAlchemy's disconnect detection flags those
+            # ``connection_invalidated``). Celery acknowledges a task that raises, even with
             # acks_late, so without this the message would be gone and only the sweeper (after
             # a lease) could bring the work back. Retrying keeps it in the broker instead.
             countdown = backoff.TRANSIENT.delay(self.request.retries + 1)

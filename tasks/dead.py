@@ -6,6 +6,11 @@ the broker never holds a dead letter here (Redis has no dead-letter queue), the 
 
 - ``celery -A tasks dead list [--connection C] [--flow F] [--since 2d] [--json]``
 - ``celery -A tasks dead retry ID... | --all [--flow F] [--connection C]``
+- ``celery -A tasks dead retry --event ID ... | --all-events``
+
+Webhook events that intake gave up on (``failed`` after ``INBOX_MAX_ATTEMPTS``, issue #12.3)
+are listed beside the dead records (not when ``--flow`` narrows the list: an event has no flow
+yet), and ``retry --event``/``--all-events`` re-drives them (``connector.inbox.replay_failed``).
 - ``celery -A tasks dead purge --older-than DAYS [--flow F] [--connection C] [--dry-run]``
 
 ``retry`` is ``connector replay`` limited to dead records; both call ``connector.operations``.
@@ -77,9 +82,11 @@ def dead_list(
         )
     except ConnectorError as exc:
         raise _fail(exc) from exc
+    events = [] if flow else _failed_events(connection, since, limit)
     if as_json:
-        click.echo(json.dumps(rows, indent=2))
+        click.echo(json.dumps(rows + [{"kind": "webhook_event", **e} for e in events], indent=2))
         return
+    _echo_events(events)
     if not rows:
         click.echo("no dead records")
         return
@@ -96,11 +103,41 @@ def dead_list(
     click.echo(f"{len(rows)} dead record(s); retry with: celery -A tasks dead retry ID... | --all")
 
 
+def _failed_events(connection: str | None, since: str | None, limit: int) -> list[dict[str, Any]]:
+    from connector import inbox, operations
+
+    cutoff = operations.parse_since(since) if since else None
+    with _db().session() as session:
+        events = [
+            inbox.describe(e) for e in inbox.failed_events(session, limit=limit, since=cutoff)
+        ]
+    if connection:
+        events = [e for e in events if str(e["connection_id"]) == connection]
+    return events
+
+
+def _echo_events(events: list[dict[str, Any]]) -> None:
+    if not events:
+        return
+    click.echo(f"{'event':>8}  {'source':8} {'type':24} {'connection':10} {'tries':>5}  reason")
+    for e in events:
+        click.echo(
+            f"{e['id']:>8}  {e['source']:8} {(e['event_type'] or '-')[:24]:24} "
+            f"{e['connection_id'] or 'unrouted'!s:10} {e['attempts']:>5}  {(e['reason'] or '')[:100]}"
+        )
+    click.echo(
+        f"{len(events)} failed webhook event(s); retry with: "
+        "celery -A tasks dead retry --event ID... | --all-events"
+    )
+
+
 @dead.command("retry", cls=CeleryCommand)
 @click.argument("ids", nargs=-1, type=int)
 @click.option("--all", "all_", is_flag=True, help="every dead record (narrow with --flow)")
 @click.option("--flow")
 @click.option("--connection", help="connection id or name")
+@click.option("--event", "event_ids", multiple=True, type=int, help="a failed webhook event id")
+@click.option("--all-events", is_flag=True, help="every failed webhook event")
 @click.pass_context
 def dead_retry(
     ctx: click.Context,
@@ -108,11 +145,19 @@ def dead_retry(
     all_: bool,
     flow: str | None,
     connection: str | None,
+    event_ids: tuple[int, ...],
+    all_events: bool,
 ) -> None:
-    """Restart dead records at the step that failed (a posted record is never re-posted)."""
+    """Restart dead records at the step that failed (a posted record is never re-posted), or
+    re-drive failed webhook events (``--event``/``--all-events``)."""
     from connector import operations
     from tasks.pipeline import enqueue
 
+    if event_ids or all_events:
+        if ids or all_ or (event_ids and all_events):
+            raise click.UsageError("give --event ids or --all-events, without record ids")
+        _retry_events(ctx, list(event_ids) or None)
+        return
     if bool(ids) == all_:
         raise click.UsageError("give record ids or --all (not both)")
     try:
@@ -132,6 +177,20 @@ def dead_retry(
         click.echo(f"{o.record_id:>8}  {o.action:8} {o.detail}")
     click.echo(f"{len(report.queued)} record(s) re-queued")
     if not report.queued and ids:
+        ctx.exit(1)
+
+
+def _retry_events(ctx: click.Context, event_ids: list[int] | None) -> None:
+    from connector import inbox
+    from tasks.intake import enqueue_event
+
+    done = inbox.replay_failed(_db(), event_ids, requested_by=_who(), enqueue_event=enqueue_event)
+    for event_id in done:
+        click.echo(f"{event_id:>8}  event re-queued")
+    click.echo(f"{len(done)} webhook event(s) re-queued")
+    if event_ids and len(done) < len(event_ids):
+        missing = sorted(set(event_ids) - set(done))
+        click.echo(f"not failed (left alone): {', '.join(map(str, missing))}")
         ctx.exit(1)
 
 

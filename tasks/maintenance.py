@@ -20,10 +20,18 @@ def sweep(self: ConnectorTask) -> int:
     due = pipeline.due_for_redrive(self.db, stale_after=self.lease_seconds)
     for record_id, step in due:
         enqueue(record_id, step)
+    from connector.config import get_settings
+
+    # Events: relayed after ``inbox.relay_after`` (two sweeps by default), not after a record
+    # lease, and stamped so each is relayed at most once per bound (docs/operations.md, "Inbox").
     with self.db.session() as session:
-        events = [e.id for e in inbox.stale_events(session, older_than=self.lease_seconds)]
+        bound = inbox.relay_after(get_settings())
+        events = [e.id for e in inbox.stale_events(session, older_than=bound)]
     for event_id in events:
         enqueue_event(event_id)
+    if events:
+        with self.db.session() as session:
+            inbox.touch(session, events)
     if due or events:
         log.info("sweeper re-drove %d record(s) and relayed %d event(s)", len(due), len(events))
     return len(due) + len(events)

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import json
 from functools import cache
 from typing import Any
 
 from flask import Blueprint, current_app, request
 from sqlalchemy import select
 
-from connector import inbox
-from connector.errors import MalformedWebhook, UnknownConnection
+from connector import inbox, payloads
+from connector.errors import MalformedWebhook
 from connector.models import Connection
 from webhooks import signatures
 from webhooks.receivers import respond
@@ -32,10 +31,8 @@ def receive() -> Any:
         body=raw,
         signature=request.headers.get(signatures.CONCUR_SIGNATURE_HEADER),
     )
-    try:
-        event = json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise MalformedWebhook(f"body is not valid JSON: {exc}") from None
+    payloads.raw_text(raw)  # stored exactly as received: UTF-8 without NUL
+    event = payloads.loads(raw)
     if not isinstance(event, dict):
         raise MalformedWebhook("event must be a JSON object")
     missing = [f for f in ("id", "topic", "eventType", "facts") if not event.get(f)]
@@ -44,21 +41,25 @@ def receive() -> Any:
         missing.append("facts.companyId")
     if missing:
         raise MalformedWebhook(f"event is missing {', '.join(missing)}")
-    company_id = str(facts["companyId"])
+    event_id = payloads.ident(event["id"], "id", max_length=inbox.KEY_LENGTH)
+    event_type = payloads.ident(event["eventType"], "eventType")
+    company_id = payloads.ident(facts["companyId"], "facts.companyId")
     db = current_app.config["CONNECTOR_DB"]
     with db.session() as session:
+        # A company we do not know yet is stored unrouted (connection_id NULL) and answered like
+        # any other event: ESS drops events answered 4xx, and the same answer for known and
+        # unknown companies enumerates nothing. Intake routes it once the connection exists
+        # (issue #13) and until then it counts attempts and ends ``failed``, visible on /ops.
         connection_id = session.execute(
             select(Connection.id).where(Connection.concur_company_id == company_id)
         ).scalar()
-        if connection_id is None:
-            raise UnknownConnection(f"no connection for Concur company {company_id}")
         stored = inbox.store(
             session,
             source="concur",
-            dedupe_key=str(event["id"]),
+            dedupe_key=event_id,
             body=raw,
             headers=dict(request.headers),
             connection_id=connection_id,
-            event_type=str(event["eventType"]),
+            event_type=event_type,
         )
     return respond(stored)

@@ -31,7 +31,7 @@ from flask import (
 )
 from werkzeug.wrappers import Response as BaseResponse
 
-from connector import operations
+from connector import inbox, operations
 from connector.config import Settings
 from connector.db import Database
 from connector.errors import ConnectorError
@@ -173,6 +173,8 @@ def index() -> str:
     states = [s for s in operations.PROBLEM_STATES]
     groups = operations.problem_groups(db)
     overview = operations.connections_overview(db)
+    with db.session() as session:
+        failed_events = [inbox.describe(e) for e in inbox.failed_events(session, limit=100)]
     return render_template(
         "ops/index.html",
         connections=overview,
@@ -180,6 +182,7 @@ def index() -> str:
         counts=counts,
         all_states=_state_columns(counts),
         groups=groups,
+        failed_events=failed_events,
         problem_states=[str(s) for s in states],
         replayable={str(s) for s in operations.REPLAYABLE_STATES},
         message=request.args.get("message"),
@@ -202,6 +205,13 @@ def _zoho_quotas(overview: list[dict[str, Any]]) -> list[dict[str, Any]]:
         return [
             {"organization_id": o, "status": f"unavailable ({type(exc).__name__})"} for o in orgs
         ]
+def _enqueue_event() -> Any:
+    fn = current_app.config.get("OPS_ENQUEUE_EVENT")
+    if fn is None:
+        from tasks.intake import enqueue_event
+
+        fn = enqueue_event
+    return fn
 
 
 def _state_columns(counts: dict[str, dict[str, int]]) -> list[str]:
@@ -305,3 +315,27 @@ def replay() -> Any:
     except ConnectorError as exc:
         return _back(url_for("ops.index"), f"replay refused: {exc}")
     return _back(url_for("ops.index"), _summary(report))
+
+
+@bp.post("/events/replay")
+def replay_events() -> Any:
+    """Replay failed webhook events: back to ``received`` with a fresh attempt count, enqueued."""
+    if not check_csrf():
+        return render_template(
+            "ops/error.html",
+            message="The form expired or did not come from this page (CSRF check failed). "
+            "Reload the page and try again.",
+            user=g.ops_user,
+        ), 400
+    ids = [int(v) for v in request.form.getlist("event_id") if v.strip().isdigit()]
+    every = request.form.get("all") == "1"
+    if not ids and not every:
+        return _back(url_for("ops.index"), "nothing selected")
+    done = inbox.replay_failed(
+        _db(),
+        None if every else ids,
+        requested_by=f"ops:{g.ops_user}",
+        enqueue_event=_enqueue_event(),
+    )
+    shown = ", ".join(f"#{i}" for i in done[:10])
+    return _back(url_for("ops.index"), f"replayed {len(done)} webhook event(s) {shown}".strip())

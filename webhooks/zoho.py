@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from typing import Any
@@ -10,8 +9,8 @@ from typing import Any
 from flask import Blueprint, current_app, g, request
 from sqlalchemy import select
 
-from connector import inbox, ledger, webhook_secrets
-from connector.errors import MalformedWebhook, UnknownConnection, WebhookSignatureError
+from connector import inbox, ledger, payloads, webhook_secrets
+from connector.errors import MalformedWebhook, WebhookSignatureError
 from connector.models import Connection
 from connector.vault import Vault
 from webhooks import signatures
@@ -19,6 +18,11 @@ from webhooks.receivers import respond
 
 log = logging.getLogger(__name__)
 bp = Blueprint("zoho", __name__, url_prefix="/webhooks/zoho")
+
+#: The one answer for "this request does not authenticate", whatever the reason (unknown
+#: connection id, no secret yet, wrong signature or token): a caller cannot tell a known id from
+#: an unknown one (issue #12.5, no enumeration). The precise reason goes to the log only.
+NOT_AUTHENTICATED = "the webhook signature or token does not verify for this URL"
 
 #: Entities whose default payload we understand, and the id field of each.
 ENTITY_IDS = {"bill": "bill_id", "invoice": "invoice_id", "contact": "contact_id"}
@@ -43,22 +47,30 @@ def _verify_and_store(session: Any, settings: Any, connection_id: int, raw: byte
     secret_enc = session.execute(
         select(Connection.webhook_secret_enc).where(Connection.id == connection_id)
     ).one_or_none()
-    if secret_enc is None:
-        raise UnknownConnection(f"no connection {connection_id}")
-    secret_enc = secret_enc[0]
-    if not secret_enc:
-        raise WebhookSignatureError(
-            f"connection {connection_id} has no webhook secret yet; run "
-            f"`connector webhooks zoho {connection_id}` and configure the webhook with it"
+    if secret_enc is None or not secret_enc[0]:
+        # Same status and body as a bad signature on a known id. Nothing is stored for an
+        # unknown id: Zoho signs with a per-connection secret, so an unknown id cannot be
+        # authenticated and there is no sender to route it to later.
+        log.warning(
+            "zoho webhook for connection %s refused: %s",
+            connection_id,
+            "no such connection"
+            if secret_enc is None
+            else f"no webhook secret yet (run `connector webhooks zoho {connection_id}`)",
         )
+        raise WebhookSignatureError(NOT_AUTHENTICATED)
+    secret_enc = secret_enc[0]
     secret = _decrypt(tuple(settings.secret_keys), secret_enc)
 
     is_form = request.mimetype == "application/x-www-form-urlencoded"
     _authenticate(settings, connection_id, secret, raw, is_form)
+    body = payloads.raw_text(raw)
     payload = _parse(raw, is_form)
     entity, record = _entity(payload)
-    record_id = str(record.get(ENTITY_IDS.get(entity, f"{entity}_id"), "") or "")
-    version = str(record.get("last_modified_time") or "")
+    id_field = ENTITY_IDS.get(entity, f"{entity}_id")
+    raw_id, raw_version = record.get(id_field), record.get("last_modified_time")
+    record_id = payloads.ident(raw_id, f"{entity}.{id_field}") if raw_id else ""
+    version = payloads.ident(raw_version, f"{entity}.last_modified_time") if raw_version else ""
     dedupe = (
         f"{connection_id}:{entity}:{record_id}:{version}"
         if record_id and version
@@ -68,7 +80,7 @@ def _verify_and_store(session: Any, settings: Any, connection_id: int, raw: byte
         session,
         source="zoho",
         dedupe_key=dedupe,
-        body=json.dumps(payload).encode(),
+        body=body.encode("utf-8"),  # exactly as received: replay and re-verification see it
         headers=dict(request.headers),
         connection_id=connection_id,
         event_type=entity,
@@ -94,9 +106,10 @@ def _authenticate(
             secret, params=query + form, body=body, signature=signature, token=token,
             encoding=encoding,
         )  # fmt: skip
-    except WebhookSignatureError:
+    except WebhookSignatureError as exc:
         _keep_diagnosis(connection_id, "refused", secret, query, form, body, signature, token)
-        raise
+        log.warning("zoho webhook for connection %s refused: %s", connection_id, exc)
+        raise WebhookSignatureError(NOT_AUTHENTICATED) from None
     _keep_diagnosis(connection_id, f"accepted_{how}", secret, query, form, body, signature, token)
 
 
@@ -195,12 +208,7 @@ def _parse(raw: bytes, is_form: bool) -> dict[str, Any]:
             text = raw.decode("utf-8")
         except UnicodeDecodeError:
             raise MalformedWebhook("body is not UTF-8 text") from None
-    try:
-        payload = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise MalformedWebhook(
-            f"body is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
-        ) from None
+    payload = payloads.loads(text)
     if not isinstance(payload, dict) or not payload:
         raise MalformedWebhook('payload must be a JSON object such as {"bill": {...}}')
     return payload
@@ -210,6 +218,8 @@ def _entity(payload: dict[str, Any]) -> tuple[str, dict[str, Any]]:
     """The module key of Zoho's default payload (``{"bill": {...}}``)."""
     known = [k for k in payload if k in ENTITY_IDS]
     key = known[0] if known else next(iter(payload))
+    if not known:
+        payloads.ident(key, "the payload's module key", max_length=48)
     record = payload[key]
     if not isinstance(record, dict):
         raise MalformedWebhook(f"payload key {key!r} must hold an object")

@@ -24,7 +24,11 @@ COMPANY = "9d6f3a52-0c1e-4d7b-9a35-5b1f0c2e7a11"
 
 def write_key(path: Path) -> rsa.RSAPrivateKey:
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    path.write_bytes(key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))
+    path.write_bytes(
+        key.public_key().public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+    )
     return key
 
 
@@ -34,20 +38,31 @@ def signed(key: rsa.RSAPrivateKey, body: bytes) -> str:
 
 def event(**facts: Any) -> dict[str, Any]:
     return {
-        "id": str(uuid.uuid4()), "correlationId": "c-1", "route": "stable",
-        "topic": "public.concur.expense.report", "eventType": "statusChanged",
+        "id": str(uuid.uuid4()),
+        "correlationId": "c-1",
+        "route": "stable",
+        "topic": "public.concur.expense.report",
+        "eventType": "statusChanged",
         "timeStamp": "2026-11-28T10:00:00Z",
-        "facts": {"companyId": COMPANY, "reportId": "ABCDEF123", "currentApprovalStatus": "A_APPR", **facts},
+        "facts": {
+            "companyId": COMPANY,
+            "reportId": "ABCDEF123",
+            "currentApprovalStatus": "A_APPR",
+            **facts,
+        },
     }
 
 
 @pytest.fixture
 def setup(db: Database, tmp_path: Path) -> Any:
     old, new = write_key(tmp_path / "old.pem"), write_key(tmp_path / "new.pem")
-    settings = Settings.from_env({
-        "CONNECTOR_SECRET_KEY": KEY, "CONNECTOR_VAR_DIR": str(tmp_path),
-        "CONCUR_WEBHOOK_PUBLIC_KEYS": f"{tmp_path / 'old.pem'},{tmp_path / 'new.pem'}",
-    })
+    settings = Settings.from_env(
+        {
+            "CONNECTOR_SECRET_KEY": KEY,
+            "CONNECTOR_VAR_DIR": str(tmp_path),
+            "CONCUR_WEBHOOK_PUBLIC_KEYS": f"{tmp_path / 'old.pem'},{tmp_path / 'new.pem'}",
+        }
+    )
     with db.session() as s:
         s.add(Connection(name="concur-wh", concur_company_id=COMPANY))
     calls: list[int] = []
@@ -61,7 +76,9 @@ def count(db: Database) -> int:
 
 
 def post(client: Any, body: bytes, signature: str | None) -> Any:
-    headers = {"Content-Type": "application/json"} | ({"Concur-Signature": signature} if signature else {})
+    headers = {"Content-Type": "application/json"} | (
+        {"Concur-Signature": signature} if signature else {}
+    )
     return client.post("/webhooks/concur", data=body, headers=headers)
 
 
@@ -86,7 +103,9 @@ def test_signed_event_is_stored_once_with_either_rotation_key(setup: Any, db: Da
         pytest.param(lambda b, k: (b + b" ", signed(k, b)), 401, "does not verify", id="tampered"),
     ],
 )
-def test_bad_signatures_get_401_and_store_nothing(setup: Any, db: Database, mutate: Any, status: int, fragment: str) -> None:
+def test_bad_signatures_get_401_and_store_nothing(
+    setup: Any, db: Database, mutate: Any, status: int, fragment: str
+) -> None:
     client, calls, old, _ = setup
     body, sig = mutate(json.dumps(event()).encode(), old)
     response = post(client, body, sig)
@@ -94,12 +113,23 @@ def test_bad_signatures_get_401_and_store_nothing(setup: Any, db: Database, muta
     assert count(db) == 0 and calls == []
 
 
-def test_unknown_company_is_404_and_malformed_is_400(setup: Any, db: Database) -> None:
+def test_unknown_company_is_stored_unrouted_and_malformed_is_400(setup: Any, db: Database) -> None:
+    """An unknown company is answered like a known one (no enumeration; ESS drops 4xx) and
+    stored unrouted (no connection) for intake to route once the company is connected."""
     client, _, old, _ = setup
     unknown = json.dumps(event(companyId="00000000-0000-0000-0000-000000000000")).encode()
-    assert post(client, unknown, signed(old, unknown)).status_code == 404
-    for body, fragment in [(b"{oops", "not valid JSON"), (b"[]", "JSON object"),
-                           (json.dumps({"id": "x", "topic": "t"}).encode(), "eventType, facts")]:
+    response = post(client, unknown, signed(old, unknown))
+    assert response.status_code == 202 and set(response.json) == {"status", "event_id"}
+    with db.session() as s:
+        stored = s.get(WebhookEvent, response.json["event_id"])
+        assert stored is not None and stored.connection_id is None
+        assert stored.body == unknown.decode()  # the raw body, as received
+        s.delete(stored)
+    for body, fragment in [
+        (b"{oops", "not valid JSON"),
+        (b"[]", "JSON object"),
+        (json.dumps({"id": "x", "topic": "t"}).encode(), "eventType, facts"),
+    ]:
         response = post(client, body, signed(old, body))
         assert response.status_code == 400 and fragment in response.json["message"], response.json
     assert count(db) == 0
@@ -119,4 +149,6 @@ def test_sandbox_signed_event_verifies(tmp_path: Path) -> None:
 
     (tmp_path / "sandbox.pem").write_bytes(public_key_pem())
     body = json.dumps(event()).encode()
-    verify_concur(load_public_keys([str(tmp_path / "sandbox.pem")]), body=body, signature=sign_event(body))
+    verify_concur(
+        load_public_keys([str(tmp_path / "sandbox.pem")]), body=body, signature=sign_event(body)
+    )

@@ -24,7 +24,13 @@ KEY = "x8bQ7m2b0s6yQdG6D9b4b9o2s1Jm3e0kq8m7k4n5p6o="
 SECRET = "whsecAbc123def456"
 #: The delivery token goes with the secret but is not the secret (docs/security.md).
 TOKEN = derive_token(SECRET)
-BILL = {"bill": {"bill_id": "4600000001", "bill_number": "BILL-1", "last_modified_time": "2026-11-28T10:00:00+0000"}}
+BILL = {
+    "bill": {
+        "bill_id": "4600000001",
+        "bill_number": "BILL-1",
+        "last_modified_time": "2026-11-28T10:00:00+0000",
+    }
+}
 
 
 def sign(params: list[tuple[str, str]], body: bytes, secret: str = SECRET) -> str:
@@ -76,8 +82,12 @@ def test_form_encoded_jsonstring_with_query_params_is_accepted(app_and_calls: An
     payload = json.dumps(BILL)
     params = [("src", "books"), ("JSONString", payload)]
     response = client.post(
-        f"/webhooks/zoho/{cid}?src=books", data=urlencode({"JSONString": payload}),
-        headers={"X-Zoho-Webhook-Signature": sign(params, b""), "Content-Type": "application/x-www-form-urlencoded"},
+        f"/webhooks/zoho/{cid}?src=books",
+        data=urlencode({"JSONString": payload}),
+        headers={
+            "X-Zoho-Webhook-Signature": sign(params, b""),
+            "Content-Type": "application/x-www-form-urlencoded",
+        },
     )
     assert response.status_code == 202, response.json
     assert len(calls) == 1
@@ -99,7 +109,9 @@ def test_shared_token_instead_of_signature(app_and_calls: Any, where: str) -> No
         pytest.param({"X-Connector-Token": "wrong"}, "shared token does not match", id="bad-token"),
     ],
 )
-def test_unauthenticated_requests_get_401_and_store_nothing(app_and_calls: Any, db: Database, headers: dict[str, str], fragment: str) -> None:
+def test_unauthenticated_requests_get_401_and_store_nothing(
+    app_and_calls: Any, db: Database, headers: dict[str, str], fragment: str
+) -> None:
     client, calls, (cid, _) = app_and_calls
     response = client.post(f"/webhooks/zoho/{cid}", json=BILL, headers=headers)
     assert response.status_code == 401 and fragment in response.json["message"]
@@ -110,15 +122,32 @@ def test_signature_over_a_tampered_body_fails(app_and_calls: Any, db: Database) 
     client, _, (cid, _) = app_and_calls
     body = json.dumps(BILL).encode()
     tampered = body.replace(b"BILL-1", b"BILL-2")
-    response = client.post(f"/webhooks/zoho/{cid}", data=tampered, headers={"X-Zoho-Webhook-Signature": sign([], body), "Content-Type": "application/json"})
+    response = client.post(
+        f"/webhooks/zoho/{cid}",
+        data=tampered,
+        headers={"X-Zoho-Webhook-Signature": sign([], body), "Content-Type": "application/json"},
+    )
     assert response.status_code == 401 and events(db) == 0
 
 
-def test_unknown_connection_and_connection_without_secret(app_and_calls: Any) -> None:
-    client, _, (_, bare) = app_and_calls
-    assert client.post("/webhooks/zoho/999999", json=BILL).status_code == 404
-    response = client.post(f"/webhooks/zoho/{bare}", json=BILL, headers={"X-Connector-Token": "x"})
-    assert response.status_code == 401 and "connector webhooks zoho" in response.json["message"]
+def test_unknown_connection_and_connection_without_secret(app_and_calls: Any, db: Database) -> None:
+    """Issue #12.5, no enumeration: an unknown id, a known id without a secret and a known id
+    with a wrong signature get the same status and the same body; nothing is stored."""
+    client, _, (cid, bare) = app_and_calls
+    wrong = {"X-Zoho-Webhook-Signature": "0" * 64}
+    answers = [
+        client.post("/webhooks/zoho/999999", json=BILL, headers=wrong),
+        client.post("/webhooks/zoho/999999", json=BILL),
+        client.post(f"/webhooks/zoho/{bare}", json=BILL, headers={"X-Connector-Token": "x"}),
+    ]
+    known_bad = client.post(f"/webhooks/zoho/{cid}", json=BILL, headers=wrong)
+    assert known_bad.status_code == 401
+    for response in answers:
+        assert response.status_code == known_bad.status_code
+        assert set(response.json) == set(known_bad.json) == {"error", "message"}
+        assert response.json["error"] == known_bad.json["error"]
+    assert answers[0].json == answers[1].json == answers[2].json
+    assert events(db) == 0
 
 
 @pytest.mark.parametrize(
@@ -128,22 +157,39 @@ def test_unknown_connection_and_connection_without_secret(app_and_calls: Any) ->
         pytest.param(b"{not json", "application/json", "not valid JSON", id="broken-json"),
         pytest.param(b"[1, 2]", "application/json", "JSON object", id="array"),
         pytest.param(b'{"bill": "x"}', "application/json", "must hold an object", id="not-object"),
-        pytest.param(b'{"bill": {"bill_number": "B"}}', "application/json", "no bill_id", id="no-id"),
-        pytest.param(b"foo=bar", "application/x-www-form-urlencoded", "without a JSONString", id="form-no-jsonstring"),
+        pytest.param(
+            b'{"bill": {"bill_number": "B"}}', "application/json", "no bill_id", id="no-id"
+        ),
+        pytest.param(
+            b"foo=bar",
+            "application/x-www-form-urlencoded",
+            "without a JSONString",
+            id="form-no-jsonstring",
+        ),
     ],
 )
-def test_malformed_bodies_get_400_naming_the_problem(app_and_calls: Any, db: Database, body: bytes, content_type: str, fragment: str) -> None:
+def test_malformed_bodies_get_400_naming_the_problem(
+    app_and_calls: Any, db: Database, body: bytes, content_type: str, fragment: str
+) -> None:
     client, _, (cid, _) = app_and_calls
     params = [("foo", "bar")] if content_type.endswith("urlencoded") else []
     sig = sign(params, b"" if params else body)
-    response = client.post(f"/webhooks/zoho/{cid}", data=body, headers={"X-Zoho-Webhook-Signature": sig, "Content-Type": content_type})
+    response = client.post(
+        f"/webhooks/zoho/{cid}",
+        data=body,
+        headers={"X-Zoho-Webhook-Signature": sig, "Content-Type": content_type},
+    )
     assert response.status_code == 400 and fragment in response.json["message"], response.json
     assert events(db) == 0
 
 
 def test_other_entities_are_stored_for_the_record(app_and_calls: Any, db: Database) -> None:
     client, calls, (cid, _) = app_and_calls
-    response = client.post(f"/webhooks/zoho/{cid}", json={"payment": {"payment_id": "9"}}, headers={"X-Connector-Token": TOKEN})
+    response = client.post(
+        f"/webhooks/zoho/{cid}",
+        json={"payment": {"payment_id": "9"}},
+        headers={"X-Connector-Token": TOKEN},
+    )
     assert response.status_code == 202 and events(db) == 1 and len(calls) == 1
 
 
@@ -188,7 +234,16 @@ def test_sandbox_signed_delivery_verifies() -> None:
 
     body = json.dumps(BILL).encode()
     params = [("a", "1"), ("JSONString", "x")]
-    assert verify_zoho(SECRET, params=params, body=body, signature=sandbox_sign(SECRET, params, body), token=None) == "signature"
+    assert (
+        verify_zoho(
+            SECRET,
+            params=params,
+            body=body,
+            signature=sandbox_sign(SECRET, params, body),
+            token=None,
+        )
+        == "signature"
+    )
 
 
 def test_a_rotated_secret_applies_to_the_very_next_delivery(
