@@ -1,7 +1,8 @@
 """One hammering process for the multi-process rate-limit test (run as a script, not collected).
 
 Usage: ``python ratelimit_worker.py '<json spec>'``; prints ``ready``, reads ``{"start_at": t}``
-from stdin, then prints ``{"grants": [...], "denied": n}``.  It waits for the common start time
+from stdin, then prints ``{"grants": [...], "denied": n, "denials": [...]}`` (limiter clock of each grant
+and each refusal).  It waits for the common start time
 so all processes contend from the first moment, stops by
 itself at the deadline, and records the limiter's own clock at each grant (Redis ``TIME`` for
 Redis) so the test merges timestamps from one clock.  Sleeping for ``decision.wait`` is this
@@ -32,6 +33,7 @@ def main(spec: dict) -> dict:
     deadline = start + float(spec["duration"])
     grants: list[float] = []
     denied = 0
+    denials: list[float] = []
     while time.time() < start:
         time.sleep(min(0.01, max(0.0, start - time.time())))
     for _ in range(1_000_000):  # bounded even if the clock misbehaves
@@ -42,8 +44,9 @@ def main(spec: dict) -> dict:
             grants.append(decision.now)  # every grant, even past the deadline: the test counts
         else:
             denied += 1
+            denials.append(decision.now)
             time.sleep(min(decision.wait, max(0.0, deadline - time.time())))
-    return {"grants": grants, "denied": denied}
+    return {"grants": grants, "denied": denied, "denials": denials}
 
 
 if __name__ == "__main__":

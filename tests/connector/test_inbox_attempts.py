@@ -208,6 +208,7 @@ def test_sweeper_relays_a_lost_event_after_two_sweeps_not_a_lease(
     monkeypatch.setenv("REDIS_URL", "redis://127.0.0.1:6379/12")
     monkeypatch.setenv("CONNECTOR_SECRET_KEY", KEY)
     monkeypatch.setenv("CONNECTOR_VAR_DIR", str(tmp_path))
+    monkeypatch.setenv("CONNECTOR_PUBLIC_URL", "https://connector.example.com")
     monkeypatch.setattr(config, "_cached", None)
     monkeypatch.setitem(dbmod._databases, db.url, db)
     relayed: list[int] = []

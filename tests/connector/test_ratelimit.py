@@ -8,6 +8,7 @@ use real time, and there the client sleeps for ``decision.wait`` as any caller w
 
 from __future__ import annotations
 
+import bisect
 import json
 import os
 import random
@@ -504,6 +505,25 @@ def _figures(grants: list[float], start: float) -> dict:
     }
 
 
+def _needless_denials(grants: list[float], denials: list[float]) -> list[float]:
+    """Refusals made while the window still had room: what a too-strict limiter does.
+
+    The load-independent form of "uses the whole budget": a slow process on a busy machine asks
+    less often (lower utilization), but every refusal it gets must find ``MP_LIMIT`` grants in
+    the window ending at that moment (a grant at ``t`` holds its slot through ``t + period``).
+    """
+    us = 1_000_000
+    ts = sorted(round(t * us) for t in grants)
+    period_us = round(MP_PERIOD * us)
+    needless = []
+    for d in denials:
+        d_us = round(d * us)
+        held = bisect.bisect_right(ts, d_us) - bisect.bisect_left(ts, d_us - period_us - 1)
+        if held < MP_LIMIT:
+            needless.append(d)
+    return needless
+
+
 def _cleanup_redis(keys: list[str]) -> None:
     client = _redis_or_skip()
     client.delete(*[f"ratelimit:{k}" for k in keys])
@@ -534,7 +554,10 @@ def test_four_processes_on_one_key_stay_within_limit_in_every_window(backend, tm
         f"per-process={[len(r['grants']) for r in results]}"
     )
     assert fig["max_in_window"] <= MP_LIMIT
-    assert fig["utilization"] >= 0.8
+    # Every refusal found a full window (utilization itself depends on machine load: it is
+    # measured in `make bench`, B1, not asserted here).
+    denials = [t for r in results for t in r["denials"]]
+    assert denials and _needless_denials(grants, denials) == []
     # Every process really contended (SQLite's lock is not fair, so grants may be one-sided).
     assert all(len(r["grants"]) + r["denied"] > 0 for r in results)
 
@@ -568,7 +591,13 @@ def test_two_keys_hammered_at_once_each_get_their_full_budget(backend, tmp_path)
         fig = _figures(grants, start)
         print(f"\nratelimit two-keys [{backend}] key={k[-1]} procs={MP_PROCS // 2} {fig}")
         assert fig["max_in_window"] <= MP_LIMIT
-        assert fig["utilization"] >= 0.8
+        key_denials = [
+            t
+            for spec, r in zip(specs, results, strict=True)
+            if spec["key"] == k
+            for t in r["denials"]
+        ]
+        assert key_denials and _needless_denials(grants, key_denials) == []
     # Together they exceeded what one shared budget could have granted.
     merged = [t for g in per_key.values() for t in g]
     assert max_in_window(merged, MP_PERIOD) > MP_LIMIT

@@ -19,7 +19,9 @@ def _connection(db: Database, name: str, org: str) -> None:
 
 
 def test_ops_lists_the_remaining_daily_quota_per_organization(db: Database, tmp_path: Path) -> None:
-    settings = Settings.from_env({"CONNECTOR_SECRET_KEY": KEY, "CONNECTOR_VAR_DIR": str(tmp_path)})
+    settings = Settings.from_env(
+        {"CONNECTOR_SECRET_KEY": KEY, "CONNECTOR_VAR_DIR": str(tmp_path), "OPS_BASIC_AUTH": "admin:s3cret"}
+    )  # fmt: skip
     _connection(db, "acme", "111")
     _connection(db, "globex", "222")
     _connection(db, "initech", "333")
@@ -30,7 +32,7 @@ def test_ops_lists_the_remaining_daily_quota_per_organization(db: Database, tmp_
     store.observe("222", {"X-Rate-Limit-Limit": "1000", "X-Rate-Limit-Remaining": "80",
                           "X-Rate-Limit-Reset": "3600"}, now=now)  # fmt: skip
     client = create_app(settings, db=db, config={"ENQUEUE_EVENT": lambda _e: None}).test_client()
-    page = client.get("/ops/").get_data(as_text=True)
+    page = client.get("/ops/", headers=AUTH).get_data(as_text=True)
     section = page.split('id="zoho-quota"', 1)[1].split("</table>", 1)[0]
     acme = section.split('data-org="111"', 1)[1].split("</tr>", 1)[0]
     globex = section.split('data-org="222"', 1)[1].split("</tr>", 1)[0]

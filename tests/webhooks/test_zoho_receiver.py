@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import logging
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
@@ -19,6 +20,7 @@ from connector.models import Connection, WebhookEvent
 from connector.vault import Vault
 from connector.webhook_secrets import derive_token
 from webhooks import create_app
+from webhooks.zoho import NOT_AUTHENTICATED
 
 KEY = "x8bQ7m2b0s6yQdG6D9b4b9o2s1Jm3e0kq8m7k4n5p6o="
 SECRET = "whsecAbc123def456"
@@ -102,7 +104,7 @@ def test_shared_token_instead_of_signature(app_and_calls: Any, where: str) -> No
 
 
 @pytest.mark.parametrize(
-    ("headers", "fragment"),
+    ("headers", "reason"),
     [
         pytest.param({}, "unauthenticated", id="nothing"),
         pytest.param({"X-Zoho-Webhook-Signature": "00" * 32}, "does not match", id="bad-signature"),
@@ -110,11 +112,21 @@ def test_shared_token_instead_of_signature(app_and_calls: Any, where: str) -> No
     ],
 )
 def test_unauthenticated_requests_get_401_and_store_nothing(
-    app_and_calls: Any, db: Database, headers: dict[str, str], fragment: str
+    app_and_calls: Any,
+    db: Database,
+    caplog: pytest.LogCaptureFixture,
+    headers: dict[str, str],
+    reason: str,
 ) -> None:
+    """The sender gets one uniform answer (#12.5: no telling which part was wrong); the
+    operator's log says exactly why the delivery was refused."""
     client, calls, (cid, _) = app_and_calls
-    response = client.post(f"/webhooks/zoho/{cid}", json=BILL, headers=headers)
-    assert response.status_code == 401 and fragment in response.json["message"]
+    with caplog.at_level(logging.WARNING, logger="webhooks.zoho"):
+        response = client.post(f"/webhooks/zoho/{cid}", json=BILL, headers=headers)
+    assert response.status_code == 401
+    assert response.json["message"] == NOT_AUTHENTICATED
+    refusals = [r.getMessage() for r in caplog.records if "refused" in r.getMessage()]
+    assert len(refusals) == 1 and reason in refusals[0], refusals
     assert events(db) == 0 and calls == []
 
 
