@@ -21,6 +21,13 @@ from connector.config import get_settings
 _settings = get_settings()
 
 QUEUES = ("zoho", "concur", "default")
+#: The sweeper, token refresh and alerts: the back-stops get a queue of their own so they never
+#: wait behind the backlog they exist to rescue (issue #21: after an outage the default queue holds
+#: every relayed event and poll, and a sweep queued behind them expired unrun). Kombu's Redis
+#: transport rotates the queues a worker consumes, so a sweep is taken within one message per queue.
+MAINTENANCE_QUEUE = "maintenance"
+#: What every worker consumes (Procfile, ``connector run``, tests, benchmarks).
+WORKER_QUEUES = (*QUEUES, MAINTENANCE_QUEUE)
 STEPS = ("fetch", "map", "validate", "post", "audit")
 
 broker_url = _settings.broker_url
@@ -52,11 +59,11 @@ worker_send_task_events = True
 worker_hijack_root_logger = False
 
 task_default_queue = "default"
-task_queues = tuple(Queue(name) for name in QUEUES)
+task_queues = tuple(Queue(name) for name in WORKER_QUEUES)
 # One task name per (queue, step): Flower shows which vendor a task calls, and the per-queue
 # rate_limit annotations below attach to names.
 task_routes = {f"pipeline.{queue}.{step}": {"queue": queue} for queue in QUEUES for step in STEPS}
-task_routes.update({"maintenance.*": {"queue": "default"}})
+task_routes.update({"maintenance.*": {"queue": MAINTENANCE_QUEUE}})
 task_routes.update({"vendors.*": {"queue": "default"}})
 
 _queue_limits = {

@@ -90,7 +90,7 @@ class Bench:
         return {**self.env_extra, **extra}
 
     def start_worker(
-        self, name: str, *, concurrency: int = 1, queues: str = "zoho,concur,default", **env: str
+        self, name: str, *, concurrency: int = 1, queues: str = "zoho,concur,default,maintenance", **env: str
     ) -> Any:
         return self.stack.start_worker(
             name, concurrency=concurrency, queues=queues, **self.worker_env(**env)

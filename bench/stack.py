@@ -339,7 +339,7 @@ class Stack:
         name: str = "worker",
         *,
         concurrency: int = 2,
-        queues: str = "zoho,concur,default",
+        queues: str = "zoho,concur,default,maintenance",
         **env: str,
     ) -> Proc:
         proc = self.start(

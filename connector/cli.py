@@ -335,7 +335,7 @@ def run(
             "worker",
             "--beat",
             "-Q",
-            "zoho,concur,default",
+            "zoho,concur,default,maintenance",
             "--concurrency",
             str(concurrency),
             "--loglevel",

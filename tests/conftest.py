@@ -253,7 +253,7 @@ def start_worker(stack_env: dict[str, str]) -> Iterator[Any]:
     workers: list[WorkerProcess] = []
 
     def start(
-        queues: str = "zoho,concur,default",
+        queues: str = "zoho,concur,default,maintenance",
         concurrency: int = 2,
         env: dict[str, str] | None = None,
         extra: list[str] | None = None,

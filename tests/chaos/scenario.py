@@ -569,6 +569,8 @@ class Chaos:
         assert set(payables) == set(expected) and max(payables.values()) == 1, "payables ledger"
         assert set(expenses) == reports and max(expenses.values()) == 1, "expenses ledger"
         assert events.get(WebhookStatus.RECEIVED.value, 0) == 0, f"inbox not drained: {events}"
+        # A failed event is one the connector gave up on: no fault in these scenarios warrants it.
+        assert events.get(WebhookStatus.FAILED.value, 0) == 0, f"webhook events failed: {events}"
         return {
             "bills": len(expected),
             "reports": len(reports),

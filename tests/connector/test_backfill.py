@@ -320,7 +320,7 @@ def test_backfill_of_500_bills_survives_sigkill_and_posts_each_once(
     fast = {**env, "ZOHO_RATE_LIMIT": "100000/60s", "CONCUR_RATE_LIMIT": "100000/60s"}
     log = (tmp_path / "worker.log").open("w")
     worker = subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "tasks", "worker", "-Q", "zoho,concur,default",
+        [sys.executable, "-m", "celery", "-A", "tasks", "worker", "-Q", "zoho,concur,default,maintenance",
          "--concurrency", "4", "--loglevel", "INFO", "--without-gossip", "--without-mingle"],
         cwd=ROOT, env=fast, stdout=log, stderr=subprocess.STDOUT,
     )  # fmt: skip

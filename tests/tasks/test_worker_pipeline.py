@@ -123,7 +123,7 @@ def test_beat_sweeper_redrives_a_record_whose_message_was_lost(
     import sys
 
     env = {**stack_env, "CONNECTOR_SWEEP_INTERVAL": "1"}
-    start_worker(env=env, queues="zoho,concur,default")
+    start_worker(env=env, queues="zoho,concur,default,maintenance")
     rid = new_record(pg_db)
     # No enqueue at all (the message was lost), and the record last moved long ago.
     with pg_db.session() as s:

@@ -1,0 +1,56 @@
+"""Every queue a task can be routed to is consumed by every worker we tell people to run.
+
+The back-stops (sweeper, token refresh, alerts) have a queue of their own (issue #21): a sweep
+queued behind the backlog it exists to rescue expired unrun. A queue that no worker consumes
+would be worse: the sweeper would never run at all, with nothing failing loudly.
+"""
+
+from __future__ import annotations
+
+import inspect
+import re
+import shlex
+from pathlib import Path
+
+import celeryconfig
+from bench.harness import Bench
+from bench.stack import Stack
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _queues_of(command: str) -> set[str]:
+    argv = shlex.split(command)
+    return set(argv[argv.index("-Q") + 1].split(","))
+
+
+def test_back_stops_are_routed_to_their_own_queue() -> None:
+    from tasks.celery import app
+
+    for name in ("maintenance.sweep", "maintenance.refresh_tokens", "maintenance.alerts"):
+        route = app.amqp.router.route({}, name)
+        assert route["queue"].name == celeryconfig.MAINTENANCE_QUEUE, name
+    assert app.amqp.router.route({}, "intake.process")["queue"].name == "default"
+
+
+def test_the_procfile_worker_consumes_every_declared_queue() -> None:
+    declared = {queue.name for queue in celeryconfig.task_queues}
+    assert declared == set(celeryconfig.WORKER_QUEUES)
+    worker = next(
+        line.split(":", 1)[1] for line in (ROOT / "Procfile").read_text().splitlines()
+        if line.startswith("worker:")
+    )  # fmt: skip
+    assert _queues_of(worker) == declared
+
+
+def test_connector_run_and_the_test_and_bench_workers_consume_every_queue() -> None:
+    declared = ",".join(celeryconfig.WORKER_QUEUES)
+    for source in ("connector/cli.py", "tests/conftest.py"):
+        text = (ROOT / source).read_text()
+        lists = re.findall(r'"-Q",\s*"([a-z,]+)"', text) + re.findall(
+            r'queues: str = "([a-z,]+)"', text
+        )
+        assert lists and all(found == declared for found in lists), (source, lists)
+    for factory in (Bench.start_worker, Stack.start_worker):
+        default = inspect.signature(factory).parameters["queues"].default
+        assert set(default.split(",")) == set(celeryconfig.WORKER_QUEUES), factory.__qualname__
