@@ -61,7 +61,9 @@ def outage(pg_url: str, stack_env: dict[str, str], tmp_path: Path) -> Iterator[A
     state: dict[str, Any] = {"workers": []}
 
     def start_worker() -> WorkerProcess:
-        worker = WorkerProcess(env, "default", 2, ["-B", "-s", str(tmp_path / "beat-schedule")])
+        worker = WorkerProcess(
+            env, "default,maintenance", 2, ["-B", "-s", str(tmp_path / "beat-schedule")]
+        )
         worker.argv[worker.argv.index("tasks")] = "tests.tasks.inbox_worker"
         state["workers"].append(worker.start())
         return worker

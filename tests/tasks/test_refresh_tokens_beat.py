@@ -13,4 +13,4 @@ def test_refresh_tokens_is_scheduled_and_registered() -> None:
     import tasks.maintenance  # noqa: F401
 
     assert "maintenance.refresh_tokens" in app.tasks
-    assert app.conf.task_routes["maintenance.*"] == {"queue": "default"}
+    assert app.conf.task_routes["maintenance.*"] == {"queue": "maintenance"}
