@@ -597,6 +597,7 @@ class PayablesSource(_Base):
     def _vendor(self, doc: Any, rules_: Any) -> Any:
         """The Concur vendor the map step would use, read-only (never asks the vendors flow to
         create one; a missing link is reported as the wait it would cause)."""
+        from connector.flows import remit_to
         from mappings.payables import VendorRef
 
         with self.db.session() as session:
@@ -610,22 +611,31 @@ class PayablesSource(_Base):
                 session.expunge(link)
         if link is None:
             return None  # map_document raises the vendor ParkError, with its reason
+        code = link.concur_vendor_code
+        remit = remit_to.resolve(  # the map step's own resolution, so the dry run waits alike
+            rules_.remit_to,
+            code,
+            link.concur_address_code,
+            lambda c: self.concur().vendors.iter_all(vendorCode=c),
+            who=self.mod._party(doc),
+            contact_id=str(doc.contact_id),
+        )
+        address = remit.address_code
+        if remit.vendor is not None:
+            return self.mod._vendor_from(code, address, remit.vendor, None)
         snap = link.concur_snapshot or {}
         name = self.mod._pick(snap, "VendorName", "Name", "name", "vendor_name")
         country = self.mod._pick(snap, "CountryCode", "country_code")
         currency = self.mod._pick(snap, "CurrencyCode", "currency_code")
-        code, address = link.concur_vendor_code, link.concur_address_code
-        if name and (country or rules_.country_code):
+        same_address = address.upper() == link.concur_address_code.strip().upper()
+        if same_address and name and (country or rules_.country_code):
             return VendorRef(code, address, country, currency, name)
         body = self.concur().vendors.search(vendorCode=code, addressCode=address, limit=10)
         for v in body.get("Items") or body.get("Vendor") or []:
             if str(v.get("VendorCode", "")).upper() == code.upper() and (
                 str(v.get("AddressCode", "")).upper() == address.upper()
             ):
-                return VendorRef(
-                    code, address, self.mod._pick(v, "CountryCode", "Country"),
-                    self.mod._pick(v, "CurrencyCode"), self.mod._pick(v, "VendorName", "Name"),
-                )  # fmt: skip
+                return self.mod._vendor_from(code, address, v, name)
         raise ParkError(
             f"Zoho contact {doc.contact_id} is linked to Concur vendor {code}/{address}, which "
             "is not in Concur",

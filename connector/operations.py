@@ -622,6 +622,9 @@ HINTS_BY_CODE: dict[str, str] = {
     "stuck": "A worker kept stopping on this step (time limit, crash, memory): check the worker "
     "log, then replay.",
     "selftest": "Selftest dependency: lift the fault in the payload, then replay.",
+    "remit_to": "The Concur vendor has several remit-to addresses and none is chosen: add "
+    "`payables.remit_to: {VENDORCODE: ADDRESSCODE}` to the rules file (the message lists the "
+    "address codes) or link the contact to one address; then replay.",
     "not_editable": "The Concur payment request is past the stage where it can be changed: "
     "update it in Concur by hand (the message says what changed); replaying will not help.",
     "rejected": "The target refused the vendor (see the message): fix the vendor in the source "

@@ -102,7 +102,7 @@ class PayablesSectionSchema(Schema):
 
     include = fields.List(
         fields.String(validate=validate.OneOf(("bills", "invoices"))),
-        load_default=lambda: ["bills", "invoices"],
+        load_default=lambda: ["bills"],
     )
     owner = fields.Dict(keys=fields.String(), values=fields.String())
     country_code = fields.String(

@@ -45,6 +45,8 @@ from mappings.zoho_documents import ZohoDocument, ZohoLineItem, flatten_messages
 
 __all__ = [
     "CONFIGURABLE_OWNER_FIELDS",
+    "DEFAULT_CUSTOM_FIELD_STYLE",
+    "DEFAULT_INCLUDE",
     "DEFAULT_NAME_MAX_LENGTH",
     "ISO_4217_CURRENCIES",
     "SECTION",
@@ -94,6 +96,15 @@ ISO_4217_CURRENCIES: frozenset[str] = frozenset(_ISO_CODES.split())
 
 _KINDS = {"bills": "bill", "invoices": "invoice"}
 
+#: Bills only by default: a Zoho *invoice* is a sales document (money a customer owes us), so
+#: posting it as a Concur payable surprises most companies. ``include: [bills, invoices]`` is
+#: for the few that route customer refunds or rebates through Concur (docs/payables-mapping.md).
+DEFAULT_INCLUDE: tuple[str, ...] = ("bills",)
+
+#: ``Custom5``: the spelling of the Invoice v3 reference page and of GET responses. Only the
+#: Swagger's POST/PUT definitions say ``Custom05``; that stays available as ``padded``.
+DEFAULT_CUSTOM_FIELD_STYLE = "plain"
+
 
 # --------------------------------------------------------------------------- rules
 
@@ -107,7 +118,7 @@ class PayablesRules:
     """
 
     owner: Mapping[str, str]
-    include: tuple[str, ...] = ("bills", "invoices")
+    include: tuple[str, ...] = DEFAULT_INCLUDE
     country_code: str | None = None
     expense_types: Mapping[str, str] = field(default_factory=dict)
     default_expense_type: str | None = None
@@ -115,9 +126,10 @@ class PayablesRules:
     adjustments: str = "spread"
     currencies: tuple[str, ...] | None = None
     line_items_shape: str = "flat"
-    custom_field_style: str = "padded"
+    custom_field_style: str = DEFAULT_CUSTOM_FIELD_STYLE
     name_max_length: int = DEFAULT_NAME_MAX_LENGTH
     reference_custom_field: int | None = None
+    remit_to: Mapping[str, str] = field(default_factory=dict)
 
     def includes(self, kind: str) -> bool:
         """Whether documents of ``kind`` (``bill``/``invoice``) flow to Concur at all."""
@@ -145,7 +157,7 @@ class PayablesSectionSchema(Schema):
 
     include = fields.List(
         fields.String(validate=validate.OneOf(tuple(_KINDS))),
-        load_default=lambda: ["bills", "invoices"],
+        load_default=lambda: list(DEFAULT_INCLUDE),
     )
     owner = fields.Dict(
         keys=fields.String(validate=validate.OneOf(CONFIGURABLE_OWNER_FIELDS)),
@@ -172,13 +184,19 @@ class PayablesSectionSchema(Schema):
         load_default="flat", validate=validate.OneOf(LINE_ITEMS_SHAPES)
     )
     custom_field_style = fields.String(
-        load_default="padded", validate=validate.OneOf(CUSTOM_FIELD_STYLES)
+        load_default=DEFAULT_CUSTOM_FIELD_STYLE, validate=validate.OneOf(CUSTOM_FIELD_STYLES)
     )
     name_max_length = fields.Integer(
         load_default=DEFAULT_NAME_MAX_LENGTH, validate=validate.Range(min=16, max=255)
     )
     reference_custom_field = fields.Integer(
         load_default=None, allow_none=True, validate=validate.Range(min=1, max=24)
+    )
+    #: Concur VendorCode -> the AddressCode (remit-to address) its payment requests use.
+    remit_to = fields.Dict(
+        keys=fields.String(validate=validate.Length(min=1, max=32)),
+        values=fields.String(validate=validate.Length(min=1, max=32)),
+        load_default=dict,
     )
 
     @validates_schema(skip_on_field_errors=False)
@@ -232,6 +250,7 @@ def parse_payables_rules(section: Mapping[str, Any] | None) -> PayablesRules:
         custom_field_style=data["custom_field_style"],
         name_max_length=data["name_max_length"],
         reference_custom_field=data["reference_custom_field"],
+        remit_to={k.strip().upper(): v.strip() for k, v in data["remit_to"].items()},
     )
 
 

@@ -19,8 +19,9 @@ each, chosen per connection in the rules file (see ``docs/payables-mapping.md``)
 - ``line_items_shape``: ``"flat"`` sends ``"LineItems": [{...}, ...]`` (the reference page types
   ``LineItems`` as an array of ``LineItem``, and the Swagger's POST element is the line object
   itself); ``"nested"`` sends ``"LineItems": {"LineItem": [{...}]}`` (the GET/XML shape).
-- ``custom_field_style``: ``"padded"`` spells ``Custom01``/``OrgUnit01`` (Swagger POST);
-  ``"plain"`` spells ``Custom1``/``OrgUnit1`` (reference page and GET responses).
+- ``custom_field_style``: ``"plain"`` (the default) spells ``Custom1``/``OrgUnit1``, as the
+  reference page lists them (``Custom1``…``Custom24``) and GET responses return them;
+  ``"padded"`` spells ``Custom01``/``OrgUnit01``, as only the Swagger's POST/PUT definitions do.
 
 The validator accepts both readings of each, because it must check whatever the mapping produced.
 """

@@ -52,7 +52,7 @@ from connector.errors import (
     RetryableError,
     ValidationFailed,
 )
-from connector.flows import PostResult, StepContext
+from connector.flows import PostResult, StepContext, remit_to
 from connector.models import (
     Connection,
     MappingRules,
@@ -249,6 +249,24 @@ def _pick(snapshot: Mapping[str, Any], *names: str) -> str | None:
     return None
 
 
+def _party(doc: ZohoDocument) -> str:
+    """``vendor 'Delta Air Lines' (Zoho contact 4600…)``: how waits name the Zoho party."""
+    who = "vendor" if doc.kind == "bill" else "customer"
+    return f"{who} '{doc.contact_name or '(no name)'}' (Zoho contact {doc.contact_id})"
+
+
+def _vendor_from(
+    code: str, address: str, vendor: Mapping[str, Any], fallback_name: str | None
+) -> VendorRef:
+    return VendorRef(
+        code,
+        address,
+        _pick(vendor, "CountryCode", "Country"),
+        _pick(vendor, "CurrencyCode"),
+        _pick(vendor, "VendorName", "Name") or fallback_name,
+    )
+
+
 def request_vendor_sync(ctx: StepContext, connection_id: int, contact_id: str) -> bool:
     """Ask the vendors flow to sync one Zoho contact now (issue #6 §5); False if it cannot.
 
@@ -382,30 +400,66 @@ class PayablesFlow:
             if link is None:
                 map_document(doc, None, rules_)  # raises the documented vendor ParkError
                 raise AssertionError("map_document accepted a missing vendor")  # pragma: no cover
-        code, address = link.concur_vendor_code, link.concur_address_code
+        code = link.concur_vendor_code
+        who = _party(doc)
+        clients: list[Any] = []
+
+        def concur() -> Any:
+            if not clients:
+                clients.append(
+                    concur_client(
+                        ctx.db,
+                        ctx.settings,
+                        record.connection_id,
+                        on_response=audit.recorder(
+                            ctx.db, record_id=record.id, step="map", task_id=ctx.task_id
+                        ),
+                    )
+                )
+            return clients[0]
+
+        try:
+            remit = remit_to.resolve(
+                rules_.remit_to,
+                code,
+                link.concur_address_code,
+                lambda c: concur().vendors.iter_all(vendorCode=c),
+                who=who,
+                contact_id=doc.contact_id,
+            )
+            return self._vendor_ref(ctx, record, doc, link, remit, concur, rules_.country_code)
+        finally:
+            for client in clients:
+                client.close()
+
+    def _vendor_ref(
+        self,
+        ctx: StepContext,
+        record: SyncRecord,
+        doc: ZohoDocument,
+        link: VendorLink,
+        remit: remit_to.RemitTo,
+        concur: Any,
+        rules_country: str | None,
+    ) -> VendorRef:
+        """Concur details of the vendor at the settled address: the record a lookup already
+        read, the link's snapshot when it describes that very address, else a cached lookup."""
+        code, address = link.concur_vendor_code, remit.address_code
+        if remit.vendor is not None:
+            return _vendor_from(code, address, remit.vendor, None)
         snapshot = link.concur_snapshot or {}
         name = _pick(snapshot, "VendorName", "Name", "name", "vendor_name")
         country = _pick(snapshot, "CountryCode", "country_code")
         currency = _pick(snapshot, "CurrencyCode", "currency_code")
-        if name and (country or rules_.country_code):
+        same_address = address.upper() == link.concur_address_code.strip().upper()
+        if same_address and name and (country or rules_country):
             return VendorRef(code, address, country, currency, name)  # trust the link
         key = (record.connection_id, code.upper(), address.upper())
         with _vendor_cache_lock:
             cached = _vendor_cache.get(key)
         if cached is not None and cached[0] > time.monotonic():
             return cached[1]
-        client = concur_client(
-            ctx.db,
-            ctx.settings,
-            record.connection_id,
-            on_response=audit.recorder(
-                ctx.db, record_id=record.id, step="map", task_id=ctx.task_id
-            ),
-        )
-        try:
-            body = client.vendors.search(vendorCode=code, addressCode=address, limit=10)
-        finally:
-            client.close()
+        body = concur().vendors.search(vendorCode=code, addressCode=address, limit=10)
         found = [
             v
             for v in (body.get("Items") or body.get("Vendor") or [])
@@ -414,21 +468,14 @@ class PayablesFlow:
         ]
         if not found:
             request_vendor_sync(ctx, record.connection_id, doc.contact_id)
-            who = "vendor" if doc.kind == "bill" else "customer"
             raise ParkError(
-                f"{who} '{doc.contact_name or '(no name)'}' (Zoho contact {doc.contact_id}) is "
-                f"linked to Concur vendor {code}/{address}, which is not in Concur",
+                f"{_party(doc)} is linked to Concur vendor {code}/{address}"
+                + (" (payables.remit_to)" if remit.source == "rule" else "")
+                + ", which is not in Concur",
                 dependency="vendor",
                 key=doc.contact_id,
             )
-        vendor = found[0]
-        ref = VendorRef(
-            code,
-            address,
-            _pick(vendor, "CountryCode", "Country"),
-            _pick(vendor, "CurrencyCode"),
-            _pick(vendor, "VendorName", "Name") or name,
-        )
+        ref = _vendor_from(code, address, found[0], name)
         with _vendor_cache_lock:
             _vendor_cache[key] = (time.monotonic() + VENDOR_CACHE_SECONDS, ref)
         return ref

@@ -234,6 +234,15 @@ def make_admin_blueprint(svc: ConcurService) -> Blueprint:
                 st.expired_token_status = mode
             if "expires_in_as_string" in data:
                 st.expires_in_as_string = _bool(data["expires_in_as_string"])
+            if "custom_field_spelling" in data:
+                spelling = str(data["custom_field_spelling"])
+                if spelling not in config.CUSTOM_FIELD_SPELLINGS:
+                    raise ConcurError(
+                        400,
+                        "custom_field_spelling must be one of "
+                        + ", ".join(config.CUSTOM_FIELD_SPELLINGS),
+                    )
+                st.custom_field_spelling = spelling
             return _json(svc.summary()["settings"])
 
     @bp.post("/refresh-tokens/revoke")

@@ -58,6 +58,13 @@ DIGEST_LIMIT_DEFAULT = 1000
 STATE_REQUIRED_COUNTRIES = frozenset({"UA"})
 
 
+# ``custom_field_spelling`` values: which names payment requests may use for custom and org-unit
+# fields. The reference page lists ``Custom1``…``Custom24`` ("plain"); only the Swagger's POST/PUT
+# definitions say ``Custom01`` ("padded"). Which one the real server takes is UNCONFIRMED, so the
+# default accepts both and a test can make the sandbox refuse the other one.
+CUSTOM_FIELD_SPELLINGS: tuple[str, ...] = ("both", "plain", "padded")
+
+
 @dataclass
 class ConcurSettings:
     """Knobs the admin API changes; reset to these defaults on every sandbox reset."""
@@ -67,5 +74,7 @@ class ConcurSettings:
     expired_token_status: str = "alternate"
     # The main doc shows ``"expires_in": "3600"`` (a string), other examples a number.
     expires_in_as_string: bool = True
+    # Which custom-field spelling payment requests may use (see CUSTOM_FIELD_SPELLINGS).
+    custom_field_spelling: str = "both"
     # (company_id or "*", endpoint) -> (limit, period seconds)
     limits: dict[tuple[str, str], tuple[int, float]] = field(default_factory=dict)

@@ -4,7 +4,9 @@ Validation follows the v3.1 Vendor and v3 Payment Request reference pages. Where
 the JSON shape open the sandbox accepts every documented reading: ``LineItems`` as a plain array,
 as ``{"LineItem": [...]}`` or ``{"LineItem": {...}}``, or as one line-item object (the Swagger's
 literal shape); the same for ``Allocations``; and custom fields spelled ``Custom1`` or
-``Custom01`` (``OrgUnit1`` or ``OrgUnit01``). Stored records use the GET spelling (``Custom1``).
+``Custom01`` (``OrgUnit1`` or ``OrgUnit01``), unless the ``custom_field_spelling`` setting
+narrows that to one spelling (then the other is refused with a 400). Stored records use the GET
+spelling (``Custom1``).
 """
 
 from __future__ import annotations
@@ -119,7 +121,21 @@ def canonical_field(name: str) -> str:
     return name
 
 
-def _canonical_keys(obj: dict[str, Any]) -> dict[str, Any]:
+def _check_spelling(name: str, spelling: str) -> None:
+    """Refuse a custom/org-unit field name the ``custom_field_spelling`` setting rules out."""
+    m = _CUSTOM_RE.match(name)
+    if m is None or spelling == "both":
+        return
+    padded = f"{m.group(1)}{int(m.group(2)):02d}"
+    plain = f"{m.group(1)}{int(m.group(2))}"
+    wanted = plain if spelling == "plain" else padded
+    if name != wanted:
+        raise ConcurError(400, f"Invalid field name {name}; expected {wanted}.")
+
+
+def _canonical_keys(obj: dict[str, Any], spelling: str = "both") -> dict[str, Any]:
+    for key in obj:
+        _check_spelling(key, spelling)
     return {canonical_field(k): v for k, v in obj.items()}
 
 
@@ -515,18 +531,18 @@ def _resolve_owner(company: Company, body: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _line_items(raw: Any, currency: str, put: bool) -> list[dict[str, Any]]:
+def _line_items(raw: Any, currency: str, put: bool, spelling: str = "both") -> list[dict[str, Any]]:
     items = []
     for index, item in enumerate(_as_list(raw, "LineItem"), start=1):
         if not isinstance(item, dict):
             raise ConcurError(400, f"Line item {index} must be an object")
-        line = _canonical_keys(item)
+        line = _canonical_keys(item, spelling)
         allocations = []
         total_pct = Decimal(0)
         for alloc in _as_list(line.pop("Allocations", None), "Allocation"):
             if not isinstance(alloc, dict):
                 raise ConcurError(400, f"Allocation on line {index} must be an object")
-            a = _canonical_keys(alloc)
+            a = _canonical_keys(alloc, spelling)
             if a.get("Percentage") in (None, ""):
                 raise ConcurError(400, f"Allocation Percentage is required (line {index}).")
             pct = _decimal(a["Percentage"], "Percentage")
@@ -617,7 +633,8 @@ def create_payment_request(
 ) -> dict[str, Any]:
     if not isinstance(body, dict):
         raise ConcurError(400, "The request body must be a payment request object.")
-    body = _canonical_keys(body)
+    spelling = store.settings.custom_field_spelling
+    body = _canonical_keys(body, spelling)
     _validate_required(body)
     _check_amount_fields(body)
     pr: dict[str, Any] = {
@@ -630,7 +647,9 @@ def create_payment_request(
         "_source": source,
     }
     _apply_header(company, pr, body, creating=True)
-    lines = _line_items(body.get("LineItems"), pr.get("CurrencyCode") or "USD", put=False)
+    lines = _line_items(
+        body.get("LineItems"), pr.get("CurrencyCode") or "USD", put=False, spelling=spelling
+    )
     for n, line in enumerate(lines, start=1):
         line.pop("Action", None)
         line["LineItemId"] = random_v3_id(length=20)
@@ -649,10 +668,12 @@ def create_payment_request(
     return pr
 
 
-def update_payment_request(company: Company, body: Any, now: float) -> dict[str, Any]:
+def update_payment_request(
+    company: Company, body: Any, now: float, spelling: str = "both"
+) -> dict[str, Any]:
     if not isinstance(body, dict):
         raise ConcurError(400, "The request body must be a payment request object.")
-    body = _canonical_keys(body)
+    body = _canonical_keys(body, spelling)
     request_id = body.get("RequestID") or body.get("ID")
     if not request_id:
         raise ConcurError(400, "RequestID is required.")
@@ -675,7 +696,8 @@ def update_payment_request(company: Company, body: Any, now: float) -> dict[str,
     _apply_header(company, draft, body, creating=False)
     if "LineItems" in body:
         lines_by_id = {line["LineItemId"]: line for line in draft["_lines"]}
-        for line in _line_items(body["LineItems"], draft.get("CurrencyCode") or "USD", put=True):
+        currency = draft.get("CurrencyCode") or "USD"
+        for line in _line_items(body["LineItems"], currency, put=True, spelling=spelling):
             action = line.pop("Action", None)
             line_id = line.pop("LineItemID", None) or line.pop("LineItemId", None)
             if action is None:

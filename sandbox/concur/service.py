@@ -231,6 +231,7 @@ class ConcurService:
                 "rotate_refresh_tokens": st.rotate_refresh_tokens,
                 "expired_token_status": st.expired_token_status,
                 "expires_in_as_string": st.expires_in_as_string,
+                "custom_field_spelling": st.custom_field_spelling,
                 "limits": [
                     {"company_id": k[0], "endpoint": k[1], "limit": v[0], "period": v[1]}
                     for k, v in st.limits.items()

@@ -135,7 +135,9 @@ def make_blueprint(svc: ConcurService) -> Blueprint:
     @locked
     def pr_update() -> Response:
         company = company_call("paymentrequest")
-        pr = invoice.update_payment_request(company, body(), state.clock.now())
+        pr = invoice.update_payment_request(
+            company, body(), state.clock.now(), store.settings.custom_field_spelling
+        )
         return _json(
             {"ID": pr["ID"], "URI": f"{geo_url()}/api/v3.0/invoice/paymentrequest/{pr['ID']}"}
         )

@@ -909,13 +909,39 @@ def test_nested_shape_validates() -> None:
 def test_rules_defaults() -> None:
     rules = parse_payables_rules({"owner": {"LedgerCode": "DEFAULT"}})
     assert rules == PayablesRules(owner={"LedgerCode": "DEFAULT"})
-    assert rules.include == ("bills", "invoices")
     assert (rules.line_items_shape, rules.custom_field_style, rules.adjustments) == (
         "flat",
-        "padded",
+        "plain",
         "spread",
     )
-    assert rules.includes("bill") and rules.includes("invoice")
+    assert rules.remit_to == {}
+
+
+def test_rules_default_to_bills_only() -> None:
+    """A Zoho invoice is a sales document: it becomes a Concur payable only when asked for."""
+    rules = parse_payables_rules({"owner": {"LedgerCode": "DEFAULT"}})
+    assert rules.include == ("bills",)
+    assert rules.includes("bill") and not rules.includes("invoice")
+    both = parse_payables_rules({"owner": {"LedgerCode": "D"}, "include": ["bills", "invoices"]})
+    assert both.includes("bill") and both.includes("invoice")
+
+
+def test_default_custom_field_spelling_is_the_reference_pages() -> None:
+    body = map_document(
+        doc_of("bill_basic_usd"),
+        VENDOR,
+        parse_payables_rules({"owner": {"LedgerCode": "D"}, "reference_custom_field": 5,
+                             "country_code": "US", "default_expense_type": "MISC"}),
+        account_names=ACCOUNT_NAMES,
+    )  # fmt: skip
+    assert body["Custom5"] == "460000000098765" and "Custom05" not in body
+
+
+def test_remit_to_rule_parses_with_upper_case_vendor_codes() -> None:
+    rules = parse_payables_rules(
+        {"owner": {"LedgerCode": "D"}, "remit_to": {"globex": "REMIT2", " ACME ": "MAIN"}}
+    )
+    assert rules.remit_to == {"GLOBEX": "REMIT2", "ACME": "MAIN"}
 
 
 def test_rules_issue_example_parses() -> None:

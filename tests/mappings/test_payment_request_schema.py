@@ -103,6 +103,7 @@ def documented_validator(swagger: dict[str, Any]) -> Any:
 
 def rules(**overrides: Any) -> Any:
     section: dict[str, Any] = {
+        "include": ["bills", "invoices"],  # invoice fixtures are mapped too; default is bills
         "owner": {"LedgerCode": "DEFAULT"},
         "country_code": "US",
         "expense_types": {"Office Supplies": "OFFIC"},
@@ -119,7 +120,10 @@ SETTINGS = [
     pytest.param({}, id="defaults"),
     pytest.param({"line_items_shape": "nested"}, id="nested"),
     pytest.param({"custom_field_style": "plain", "reference_custom_field": 3}, id="plain-custom"),
-    pytest.param({"reference_custom_field": 12}, id="padded-custom"),
+    pytest.param({"reference_custom_field": 12}, id="plain-by-default-custom"),
+    pytest.param(
+        {"custom_field_style": "padded", "reference_custom_field": 12}, id="padded-custom"
+    ),
     pytest.param({"adjustments": "line"}, id="adjustment-lines"),
     pytest.param({"owner": {"EmployeeLoginId": "ap@example.com"}}, id="employee-owner"),
     pytest.param({"owner": {"ExternalPolicyId": "POL-7"}}, id="policy-owner"),

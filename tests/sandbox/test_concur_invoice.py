@@ -228,6 +228,71 @@ def test_payment_request_accepts_every_documented_line_item_shape(
     assert pr["VendorRemitToIdentifier"]["VendorCode"] == "ACME001"
 
 
+def _with_custom_fields(n: int, padded: bool) -> dict[str, Any]:
+    """A payment request with custom fields on the header, a line and an allocation."""
+    name = f"Custom{n:02d}" if padded else f"Custom{n}"
+    org = "OrgUnit01" if padded else "OrgUnit1"
+    return payment_request(
+        **{name: "HDR", org: "OU"},
+        LineItems=[
+            {
+                "Description": "Paper",
+                "TotalPrice": "300.00",
+                name: "LINE",
+                "Allocations": [{"Percentage": "100", name: "CC-100"}],
+            }
+        ],
+    )
+
+
+@pytest.mark.parametrize(
+    ("spelling", "padded", "accepted"),
+    [
+        pytest.param("both", True, True, id="both-takes-Custom05"),
+        pytest.param("both", False, True, id="both-takes-Custom5"),
+        pytest.param("plain", False, True, id="plain-takes-Custom5"),
+        pytest.param("plain", True, False, id="plain-refuses-Custom05"),
+        pytest.param("padded", True, True, id="padded-takes-Custom05"),
+        pytest.param("padded", False, False, id="padded-refuses-Custom5"),
+    ],
+)
+def test_custom_field_spelling_setting(
+    concur: ConcurHarness, spelling: str, padded: bool, accepted: bool
+) -> None:
+    """The reference page says ``Custom1``…, only the Swagger ``Custom01``: the sandbox can be
+    told to take one spelling and refuse the other, as the real server may."""
+    assert concur.admin.settings(custom_field_spelling=spelling)["custom_field_spelling"] == (
+        spelling
+    )
+    h = concur.headers()
+    base = f"{concur.geo()}/api/v3.0/invoice/paymentrequest"
+    resp = concur.http.post(base, json=_with_custom_fields(5, padded), headers=h)
+    if not accepted:
+        assert resp.status_code == 400, resp.text
+        refused = "Custom05" if padded else "Custom5"
+        assert f"Invalid field name {refused};" in resp.json()["Error"]["Message"]
+        return
+    assert resp.status_code == 200, resp.text
+    pr = concur.http.get(resp.json()["URI"], headers=h).json()
+    line = pr["LineItems"]["LineItem"][0]
+    assert (pr["Custom5"], pr["OrgUnit1"], line["Custom5"]) == ("HDR", "OU", "LINE")
+    assert line["Allocations"]["Allocation"][0]["Custom5"] == "CC-100"
+
+
+def test_custom_field_spelling_applies_to_updates_and_is_checked(concur: ConcurHarness) -> None:
+    h = concur.headers()
+    base = f"{concur.geo()}/api/v3.0/invoice/paymentrequest"
+    created = concur.http.post(base, json=payment_request(), headers=h).json()
+    concur.admin.settings(custom_field_spelling="plain")
+    refused = concur.http.put(base, json={"RequestID": created["ID"], "Custom02": "X"}, headers=h)
+    assert refused.status_code == 400 and "Custom02" in refused.text
+    taken = concur.http.put(base, json={"RequestID": created["ID"], "Custom2": "X"}, headers=h)
+    assert taken.status_code == 200, taken.text
+    with pytest.raises(RuntimeError, match="custom_field_spelling"):  # refused, setting stays
+        concur.admin.settings(custom_field_spelling="zero-padded")
+    assert concur.admin.summary()["settings"]["custom_field_spelling"] == "plain"
+
+
 @pytest.mark.parametrize(
     "missing", ["Name", "CountryCode", "InvoiceAmount", "VendorRemitToIdentifier"]
 )

@@ -154,10 +154,16 @@ def test_poll_pages_through_every_change(env: Any) -> None:
     )
 
 
-def test_excluded_kind_is_ignored_by_webhook_and_poll(env: Any) -> None:
+@pytest.mark.parametrize(
+    "include",
+    [pytest.param(["bills"], id="bills-only"), pytest.param(ps.OMIT, id="default-is-bills")],
+)
+def test_excluded_kind_is_ignored_by_webhook_and_poll(env: Any, include: Any) -> None:
+    """Invoices are sales documents: without ``include: [bills, invoices]`` they never become
+    Concur payables, whether the webhook or the poll names them."""
     from connector import inbox
 
-    ps.import_rules(env.db, env.cid, include=["bills"])
+    ps.import_rules(env.db, env.cid, include=include)
     invoice = env.admin.zoho_create(
         ps.ORG, "invoice", customer_name="Globex Corporation", amount=30
     )

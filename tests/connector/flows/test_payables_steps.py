@@ -551,3 +551,30 @@ def test_earlier_version_whose_post_landed_unrecorded_is_found_and_updated(env: 
     assert [r.outcome for r in ps.audit_rows(env.db, v2) if r.to_state == "posted"] == ["updated"]
     [request] = requests_numbered(env, bill["bill_number"])
     assert request["InvoiceAmount"] == "140.00"
+
+
+def test_default_custom_field_spelling_is_taken_when_concur_takes_only_plain(env: Any) -> None:
+    """The reference page lists ``Custom1``…``Custom24``; a Concur that refuses the Swagger's
+    ``Custom05`` still takes what the connector sends by default."""
+    assert (
+        ConcurAdmin(env.sandbox.url).settings(custom_field_spelling="plain")[
+            "custom_field_spelling"
+        ]
+        == "plain"
+    )
+    ps.import_rules(env.db, env.cid, reference_custom_field=5)
+    bill = env.admin.zoho_create(ps.ORG, "bill", vendor_name="Delta Air Lines", amount=21)
+    _, rec = run(env, "bill", bill)
+    assert rec.state == "posted", rec.last_error_message
+    assert rec.mapped_payload["Custom5"] == bill["bill_id"] and "Custom05" not in rec.mapped_payload
+    [request] = requests_numbered(env, bill["bill_number"])
+    assert request["Custom5"] == bill["bill_id"]
+
+
+def test_padded_spelling_stays_a_setting(env: Any) -> None:
+    ConcurAdmin(env.sandbox.url).settings(custom_field_spelling="padded")
+    ps.import_rules(env.db, env.cid, reference_custom_field=5, custom_field_style="padded")
+    bill = env.admin.zoho_create(ps.ORG, "bill", vendor_name="Delta Air Lines", amount=22)
+    _, rec = run(env, "bill", bill)
+    assert rec.state == "posted", rec.last_error_message
+    assert rec.mapped_payload["Custom05"] == bill["bill_id"]
