@@ -15,26 +15,22 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import update
 
-from connector import backoff, flows, ledger
+from connector import backoff, error_policy, flows, ledger
 from connector.config import Settings, get_settings
 from connector.connections import mark_needs_reauth_in, reauthorized_meanwhile
 from connector.db import Database, utcnow
+from connector.error_policy import Action
 from connector.errors import (
-    ApiError,
     ConnectorError,
-    FatalError,
     LeaseLost,
-    ParkError,
     QuotaExhaustedError,
     RateLimitedError,
-    ReauthRequired,
-    RetryableError,
-    TokenExpiredError,
     ValidationFailed,
 )
 from connector.models import RecordState, Step, SyncRecord
@@ -197,6 +193,53 @@ def _post(ctx: flows.StepContext, handler: flows.FlowHandler, record: SyncRecord
     return StepResult("next", record.id, next_step=Step.AUDIT, state=S.POSTED.value)
 
 
+@dataclass
+class _Failure:
+    """One failed step, as the appliers below see it."""
+
+    session: Any
+    live: SyncRecord
+    step: Step
+    exc: ConnectorError
+    owner: str
+    task_id: str | None
+    clocks: backoff.Schedules
+    now: dt.datetime
+
+    @property
+    def error_class(self) -> str:
+        return type(self.exc).__name__
+
+    @property
+    def message(self) -> str:
+        return str(self.exc)
+
+    @property
+    def code(self) -> str:
+        return str(getattr(self.exc, "code", None) or self.error_class)
+
+    def done(self, state: RecordState) -> StepResult:
+        return StepResult("done", self.live.id, state=state.value)
+
+    def retry(self, countdown: float) -> StepResult:
+        return StepResult(
+            "retry", self.live.id, next_step=self.step, countdown=countdown, state=self.live.state
+        )
+
+    def to(self, state: RecordState, message: str, **fields: Any) -> StepResult:
+        ledger.transition(
+            self.session,
+            self.live,
+            state,
+            owner=self.owner,
+            message=message,
+            error_class=self.error_class,
+            task_id=self.task_id,
+            **fields,
+        )
+        return self.done(state)
+
+
 def _handle_error(
     db: Database,
     record: SyncRecord,
@@ -207,172 +250,134 @@ def _handle_error(
     task_id: str | None,
     settings: Settings | None = None,
 ) -> StepResult:
-    now = utcnow()
-    clocks = backoff.schedules(settings)
-    error_class = type(exc).__name__
-    message = str(exc)
-    code = str(getattr(exc, "code", None) or error_class)
+    """Look the error up in ``error_policy.POLICY`` and apply the rule's action."""
+    rule = error_policy.decide(exc)
+    if rule is None:
+        raise exc
     with db.session() as session:
         live = session.get(SyncRecord, record.id, populate_existing=True)
         assert live is not None
-        # A POST that failed ambiguously stays "posting" so the retry searches first; any other
-        # step goes back to the state it starts from.
-        if isinstance(exc, QuotaExhaustedError):
-            ledger.park(
-                session,
-                live,
-                owner=owner,
-                reason=f"daily API quota spent: {message}",
-                next_attempt_at=now + dt.timedelta(seconds=exc.retry_after),
-                code="quota",
-                error_class=error_class,
-                task_id=task_id,
-            )
-            return StepResult("done", record.id, state=S.WAITING.value)
-        if isinstance(exc, ParkError):
-            waited = now - (live.waiting_since or now)
-            if waited >= clocks.waiting_give_up:
-                ledger.transition(
-                    session,
-                    live,
-                    S.DEAD,
-                    owner=owner,
-                    message=f"gave up after {waited}: {message}",
-                    error_code=exc.dependency or "waiting",
-                    error_class=error_class,
-                    task_id=task_id,
-                )
-                return StepResult("done", record.id, state=S.DEAD.value)
-            delay = clocks.waiting.delay(live.attempts)
-            ledger.park(
-                session,
-                live,
-                owner=owner,
-                reason=message,
-                next_attempt_at=now + dt.timedelta(seconds=delay),
-                code=exc.dependency or "waiting",
-                error_class=error_class,
-                task_id=task_id,
-            )
-            return StepResult("done", record.id, state=S.WAITING.value)
-        if isinstance(exc, ReauthRequired | TokenExpiredError):
-            system = getattr(exc, "system", None) or None
-            if (
-                getattr(exc, "recorded", False)
-                and live.attempts < backoff.MAX_TRANSIENT_ATTEMPTS
-                and reauthorized_meanwhile(session, live.connection_id, system)
-            ):
-                # The side was re-authorized while this step ran: the refusal was about the
-                # credential it replaced. Run the step again with the new one rather than park
-                # the record (and mark the fresh credential dead) behind a working connection.
-                countdown = clocks.transient.delay(0)
-                note = (
-                    f"{message} (the {system} credential was re-authorized while this step "
-                    "ran; retrying with it)"
-                )
-                ledger.audit(
-                    session, live, step=step.value, outcome="retry", message=note,
-                    error_class=error_class, task_id=task_id,
-                    details={"countdown": round(countdown, 3), "attempt": live.attempts},
-                )  # fmt: skip
-                ledger.release(session, live.id, owner)
-                return StepResult(
-                    "retry", record.id, next_step=step, countdown=countdown, state=live.state
-                )
-            ledger.transition(
-                session,
-                live,
-                S.NEEDS_REAUTH,
-                owner=owner,
-                message=message,
-                error_code=code,
-                error_class=error_class,
-                task_id=task_id,
-            )
-            _mark_connection_needs_reauth(
-                session, live.connection_id, message, getattr(exc, "system", None)
-            )
-            return StepResult("done", record.id, state=S.NEEDS_REAUTH.value)
-        if isinstance(exc, ValidationFailed | FatalError):
-            ledger.transition(
-                session,
-                live,
-                S.FAILED,
-                owner=owner,
-                message=message,
-                error_code=code,
-                error_class=error_class,
-                task_id=task_id,
-                details={"errors": exc.errors} if isinstance(exc, ValidationFailed) else None,
-            )
-            return StepResult("done", record.id, state=S.FAILED.value)
-        if isinstance(exc, RetryableError):
-            # Our own limiter said "wait": nothing was sent and nothing failed. Give back the
-            # attempt the claim took, so pacing never counts towards going dead.
-            paced = isinstance(exc, RateLimitedError) and exc.local
-            if not paced and live.attempts >= backoff.MAX_TRANSIENT_ATTEMPTS:
-                ledger.transition(
-                    session,
-                    live,
-                    S.DEAD,
-                    owner=owner,
-                    message=f"retries exhausted after {live.attempts} attempts: {message}",
-                    error_code=code,
-                    error_class=error_class,
-                    task_id=task_id,
-                )
-                return StepResult("done", record.id, state=S.DEAD.value)
-            if isinstance(exc, RateLimitedError) and exc.retry_after > 0:
-                countdown = exc.retry_after
-            else:
-                countdown = clocks.transient.delay(live.attempts)
-            ledger.audit(
-                session,
-                live,
-                step=step.value,
-                outcome="retry",
-                message=message,
-                error_class=error_class,
-                task_id=task_id,
-                http_status=getattr(exc, "status", None),
-                request_id=getattr(exc, "request_id", None),
-                details={"countdown": round(countdown, 3), "attempt": live.attempts},
-            )
-            session.execute(
-                update(SyncRecord)
-                .where(SyncRecord.id == live.id, SyncRecord.lease_owner == owner)
-                .values(
-                    lease_owner=None,
-                    lease_expires_at=None,
-                    last_error_code=code,
-                    last_error_message=message,
-                    updated_at=now,
-                    **({"attempts": max(0, live.attempts - 1)} if paced else {}),
-                )
-            )
-            return StepResult(
-                "retry", record.id, next_step=step, countdown=countdown, state=live.state
-            )
-        if isinstance(exc, ApiError):  # any other API error: treat as definitive
-            ledger.transition(
-                session,
-                live,
-                S.FAILED,
-                owner=owner,
-                message=message,
-                error_code=code,
-                error_class=error_class,
-                task_id=task_id,
-            )
-            return StepResult("done", record.id, state=S.FAILED.value)
-        raise exc
+        failure = _Failure(
+            session, live, step, exc, owner, task_id, backoff.schedules(settings), utcnow()
+        )
+        return _APPLY[rule.action](failure)
 
 
-def _mark_connection_needs_reauth(
-    session: Any, connection_id: int, reason: str, system: str | None = None
-) -> None:
+def _park_until(f: _Failure) -> StepResult:
+    assert isinstance(f.exc, QuotaExhaustedError)
+    ledger.park(
+        f.session,
+        f.live,
+        owner=f.owner,
+        reason=f"daily API quota spent: {f.message}",
+        next_attempt_at=f.now + dt.timedelta(seconds=f.exc.retry_after),
+        code="quota",
+        error_class=f.error_class,
+        task_id=f.task_id,
+    )
+    return f.done(S.WAITING)
+
+
+def _park(f: _Failure) -> StepResult:
+    dependency = getattr(f.exc, "dependency", None) or "waiting"
+    waited = f.now - (f.live.waiting_since or f.now)
+    if waited >= f.clocks.waiting_give_up:
+        return f.to(S.DEAD, f"gave up after {waited}: {f.message}", error_code=dependency)
+    ledger.park(
+        f.session,
+        f.live,
+        owner=f.owner,
+        reason=f.message,
+        next_attempt_at=f.now + dt.timedelta(seconds=f.clocks.waiting.delay(f.live.attempts)),
+        code=dependency,
+        error_class=f.error_class,
+        task_id=f.task_id,
+    )
+    return f.done(S.WAITING)
+
+
+def _reauth(f: _Failure) -> StepResult:
+    system = getattr(f.exc, "system", None) or None
+    if (
+        getattr(f.exc, "recorded", False)
+        and f.live.attempts < backoff.MAX_TRANSIENT_ATTEMPTS
+        and reauthorized_meanwhile(f.session, f.live.connection_id, system)
+    ):
+        # The side was re-authorized while this step ran: the refusal was about the credential
+        # it replaced. Run the step again with the new one rather than park the record (and mark
+        # the fresh credential dead) behind a working connection.
+        countdown = f.clocks.transient.delay(0)
+        note = (
+            f"{f.message} (the {system} credential was re-authorized while this step "
+            "ran; retrying with it)"
+        )
+        ledger.audit(
+            f.session, f.live, step=f.step.value, outcome="retry", message=note,
+            error_class=f.error_class, task_id=f.task_id,
+            details={"countdown": round(countdown, 3), "attempt": f.live.attempts},
+        )  # fmt: skip
+        ledger.release(f.session, f.live.id, f.owner)
+        return f.retry(countdown)
+    result = f.to(S.NEEDS_REAUTH, f.message, error_code=f.code)
     # One alert per connection, however many records hit the dead credential.
-    mark_needs_reauth_in(session, connection_id, reason, system=system or None)
+    mark_needs_reauth_in(f.session, f.live.connection_id, f.message, system=system)
+    return result
+
+
+def _fail(f: _Failure) -> StepResult:
+    details = {"errors": f.exc.errors} if isinstance(f.exc, ValidationFailed) else None
+    return f.to(S.FAILED, f.message, error_code=f.code, details=details)
+
+
+def _retry(f: _Failure) -> StepResult:
+    exc, live = f.exc, f.live
+    # Our own limiter said "wait": nothing was sent and nothing failed. Give back the attempt
+    # the claim took, so pacing never counts towards going dead.
+    paced = isinstance(exc, RateLimitedError) and exc.local
+    if not paced and live.attempts >= backoff.MAX_TRANSIENT_ATTEMPTS:
+        return f.to(
+            S.DEAD,
+            f"retries exhausted after {live.attempts} attempts: {f.message}",
+            error_code=f.code,
+        )
+    if isinstance(exc, RateLimitedError) and exc.retry_after > 0:
+        countdown = exc.retry_after
+    else:
+        countdown = f.clocks.transient.delay(live.attempts)
+    ledger.audit(
+        f.session,
+        live,
+        step=f.step.value,
+        outcome="retry",
+        message=f.message,
+        error_class=f.error_class,
+        task_id=f.task_id,
+        http_status=getattr(exc, "status", None),
+        request_id=getattr(exc, "request_id", None),
+        details={"countdown": round(countdown, 3), "attempt": live.attempts},
+    )
+    f.session.execute(
+        update(SyncRecord)
+        .where(SyncRecord.id == live.id, SyncRecord.lease_owner == f.owner)
+        .values(
+            lease_owner=None,
+            lease_expires_at=None,
+            last_error_code=f.code,
+            last_error_message=f.message,
+            updated_at=f.now,
+            **({"attempts": max(0, live.attempts - 1)} if paced else {}),
+        )
+    )
+    return f.retry(countdown)
+
+
+_APPLY: dict[Action, Callable[[_Failure], StepResult]] = {
+    Action.PARK_UNTIL: _park_until,
+    Action.PARK: _park,
+    Action.REAUTH: _reauth,
+    Action.FAIL: _fail,
+    Action.RETRY: _retry,
+}
 
 
 def due_for_redrive(
