@@ -377,7 +377,7 @@ def choose_zoho_organization(
         row = connections.credential(session, connection_id, connections.ZOHO)
         if row is not None:
             row.principal = org.name[:128]
-            region = row.region
+            region = connections.region_of(row)
         else:
             region = None
     _audit_authorized(

@@ -108,11 +108,17 @@ def sandbox() -> None:
 @sandbox.command("serve")
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8090, show_default=True, type=int)
-def sandbox_serve(host: str, port: int) -> None:
+@click.option(
+    "--state-dir",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="keep the sandbox's documents and tokens in DIR/sandbox.snapshot across restarts",
+)
+def sandbox_serve(host: str, port: int, state_dir: str | None) -> None:
     """Run both simulated systems until interrupted."""
     from sandbox.server import serve
 
-    serve(host, port)
+    serve(host, port, state_dir=state_dir)
 
 
 # --------------------------------------------------------------------------- selftest
@@ -287,10 +293,13 @@ def run(
     py = sys.executable
     if sandbox_url:
         env = demo.sandbox_env(sandbox_url, env)
+        # The sandbox keeps its documents and issued tokens under var/ like the ledger, so a
+        # record from yesterday still points at a bill that exists; `make clean` starts over.
         sandbox_proc = start(
             "sandbox",
-            [py, "-m", "sandbox", "serve", "--host", "127.0.0.1", "--port", str(sandbox_port)],
-        )
+            [py, "-m", "sandbox", "serve", "--host", "127.0.0.1", "--port", str(sandbox_port),
+             "--state-dir", str(var_dir / "sandbox")],
+        )  # fmt: skip
         if not demo.wait_until(
             f"{sandbox_url}/_admin/stats", timeout=30, alive=lambda: sandbox_proc.poll() is None
         ):
@@ -302,7 +311,8 @@ def run(
         keys = [k for k in env.get("CONCUR_WEBHOOK_PUBLIC_KEYS", "").split(",") if k.strip()]
         env["CONCUR_WEBHOOK_PUBLIC_KEYS"] = ",".join([*keys, str(pem)])
         if setup:
-            connection_id = _sandbox_setup(env, sandbox_url, receiver)
+            restored = demo.sandbox_restored(sandbox_url)
+            connection_id = _sandbox_setup(env, sandbox_url, receiver, fresh=not restored)
     from connector.logs import ACCESS_LOG_FORMAT as access_log_format
 
     start(
@@ -370,8 +380,14 @@ def run(
         state.unlink(missing_ok=True)
 
 
-def _sandbox_setup(env: dict[str, str], sandbox_url: str, receiver: str) -> int | None:
-    """The demo connection's set-up; a failure is reported, the stack still starts."""
+def _sandbox_setup(
+    env: dict[str, str], sandbox_url: str, receiver: str, *, fresh: bool = True
+) -> int | None:
+    """The demo connection's set-up; a failure is reported, the stack still starts.
+
+    ``fresh``: the sandbox started without a snapshot, so the stored credentials cannot work
+    and are re-issued at once; after a restore they are tried first (``demo.set_up``).
+    """
     from connector import demo
     from connector.config import Settings
     from connector.db import get_database
@@ -379,7 +395,7 @@ def _sandbox_setup(env: dict[str, str], sandbox_url: str, receiver: str) -> int 
     try:
         settings = Settings.from_env(env)
         db = get_database(settings.database_url)
-        report = demo.set_up(db, settings, sandbox_url, receiver, fresh_sandbox=True)
+        report = demo.set_up(db, settings, sandbox_url, receiver, fresh_sandbox=fresh)
     except Exception as exc:  # shown, not fatal: the processes are useful without it
         click.echo(f"warning: sandbox set-up failed: {type(exc).__name__}: {exc}", err=True)
         return None

@@ -127,7 +127,9 @@ def side_status(connection: Connection, cred: Credential | None, system: str) ->
     return "connected"
 
 
-def describe(session: Session, connection: Connection, now: dt.datetime | None = None) -> dict[str, Any]:
+def describe(
+    session: Session, connection: Connection, now: dt.datetime | None = None
+) -> dict[str, Any]:
     """Everything ``connections show`` prints, as plain data (no secrets)."""
     now = now or utcnow()
     sides: dict[str, Any] = {}
@@ -140,7 +142,7 @@ def describe(session: Session, connection: Connection, now: dt.datetime | None =
             side["company_id"] = connection.concur_company_id
         if cred is not None:
             side.update(
-                region=cred.region,
+                region=region_of(cred),
                 principal=cred.principal,
                 api_base_url=cred.api_base_url,
                 auth_base_url=cred.auth_base_url,
@@ -165,6 +167,26 @@ def describe(session: Session, connection: Connection, now: dt.datetime | None =
         "zoho": sides[ZOHO],
         "concur": sides[CONCUR],
     }
+
+
+def region_of(cred: Credential | Any) -> str | None:
+    """The data centre of a stored credential, inferred from its hosts when the row has none.
+
+    Rows stored before every token answer recorded the region (or by a path that did not) have
+    ``region`` empty; their API and accounts hosts still say where they are. Accepts a
+    ``Credential`` row or a ``CredentialView``.
+    """
+    if cred is None:
+        return None
+    if cred.region:
+        return str(cred.region)
+    if cred.system == ZOHO:
+        return zoho_auth.data_centre(
+            api_domain=cred.api_base_url, accounts_server=cred.auth_base_url
+        )
+    if cred.api_base_url:
+        return concur_auth.region_of(cred.api_base_url)
+    return None
 
 
 def list_all(db: Database) -> list[dict[str, Any]]:
@@ -279,7 +301,9 @@ def reauthorized_meanwhile(session: Session, connection_id: int, system: str | N
     return row is not None and row.status == CredentialStatus.CONNECTED
 
 
-def mark_needs_reauth(db: Database, connection_id: int, reason: str, *, system: str | None = None) -> bool:
+def mark_needs_reauth(
+    db: Database, connection_id: int, reason: str, *, system: str | None = None
+) -> bool:
     with db.session() as session:
         return mark_needs_reauth_in(session, connection_id, reason, system=system)
 
@@ -335,7 +359,9 @@ def reauthorized(db: Database, connection_id: int) -> list[tuple[int, str]]:
 # --------------------------------------------------------------------------- webhook secret
 
 
-def webhook_secret(db: Database, settings: Settings, connection_id: int, *, rotate: bool = False) -> str:
+def webhook_secret(
+    db: Database, settings: Settings, connection_id: int, *, rotate: bool = False
+) -> str:
     """The connection's Zoho webhook signing secret, created on first use or when rotating
     (``connector.webhook_secrets`` holds the rules and the separate delivery token)."""
     from connector.webhook_secrets import webhook_credentials
@@ -503,7 +529,9 @@ def concur_client(
     with db.session() as s:
         company_id = get(s, connection_id).concur_company_id or view.principal or ""
     if not view.api_base_url:
-        raise ReauthRequired(f"connection {connection_id}: the Concur credential has no geolocation")
+        raise ReauthRequired(
+            f"connection {connection_id}: the Concur credential has no geolocation"
+        )
     policy = rate_policy(settings)
     throttle = LimiterThrottle(
         limiter(settings), lambda _method, path: policy.for_concur(company_id, path)

@@ -237,6 +237,16 @@ def _side_works(db: Database, settings: Settings, connection_id: int, system: st
     return True
 
 
+def sandbox_restored(sandbox_url: str) -> bool:
+    """True when the sandbox started from its snapshot (``--state-dir``): tokens it issued
+    before the restart still work, so the demo connection keeps its credentials."""
+    try:
+        answer = requests.get(f"{sandbox_url}/_admin/snapshot", timeout=10)
+        return bool(answer.ok and answer.json().get("restored"))
+    except (requests.RequestException, ValueError):
+        return False
+
+
 def authorize(db: Database, settings: Settings, connection_id: int, sandbox_url: str,
               *, systems: tuple[str, ...] = ("zoho", "concur")) -> None:  # fmt: skip
     """Authorize the connection against the sandbox: Zoho by self client (grant code from the

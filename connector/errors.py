@@ -58,6 +58,9 @@ class ApiError(ConnectorError):
         code: the vendor's own error code (Zoho ``code``, Concur ``errorCode``/``code``).
         request_id: the vendor's correlation/request id when it sent one.
         method, path: the request, without query secrets.
+        url: the URL called (scheme, host, path; no query string, secrets redacted), so an
+            operator reading ``connector ping`` or a log line sees *which* host refused: the
+            data centre is part of the host.
     """
 
     def __init__(
@@ -71,8 +74,10 @@ class ApiError(ConnectorError):
         method: str | None = None,
         path: str | None = None,
         body_excerpt: str | None = None,
+        url: str | None = None,
     ) -> None:
         super().__init__(message)
+        self.url = url
         self.system = system
         self.status = status
         self.code = code
@@ -80,6 +85,14 @@ class ApiError(ConnectorError):
         self.method = method
         self.path = path
         self.body_excerpt = body_excerpt
+
+    def call(self) -> str:
+        """``METHOD URL -> status`` of the call that failed (what is known of it), or ``""``."""
+        where = self.url or self.path
+        if not where:
+            return ""
+        status = f" -> {self.status}" if self.status is not None else ""
+        return f"{self.method or ''} {where}{status}".strip()
 
 
 class RetryableError(ApiError):

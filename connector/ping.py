@@ -35,6 +35,19 @@ class Check:
         }
 
 
+def failure_line(exc: ApiError) -> str:
+    """``Class: METHOD URL -> status: vendor message``: which host refused, and what it said.
+
+    The URL (no query string, secrets redacted) is what makes a wrong data centre or a stale
+    sandbox port visible; without a call (a credential already marked dead) the message alone.
+    """
+    vendor = exc.context.get("vendor_message") or exc.message or type(exc).__name__
+    call = exc.call()
+    if call and call not in vendor:
+        return f"{type(exc).__name__}: {call}: {vendor}"
+    return f"{type(exc).__name__}: {vendor}"
+
+
 def _run(system: str, name: str, fn: Callable[[], str]) -> Check:
     started = time.monotonic()
     try:
@@ -42,8 +55,7 @@ def _run(system: str, name: str, fn: Callable[[], str]) -> Check:
         ok = True
     except ApiError as exc:
         ok = False
-        vendor = exc.context.get("vendor_message")
-        detail = f"{type(exc).__name__}: {vendor or exc}"
+        detail = failure_line(exc)
     except ConnectorError as exc:
         ok = False
         detail = f"{type(exc).__name__}: {exc}"
@@ -73,7 +85,8 @@ def ping_zoho(db: Database, settings: Settings, connection_id: int) -> list[Chec
         view = manager.current()
         state["client"] = connections.zoho_client(db, settings, connection_id)
         left = (view.access_expires_at or utcnow()) - utcnow()
-        return f"valid for {int(left.total_seconds() // 60)} min ({view.region or '?'} data centre)"
+        region = connections.region_of(view) or "?"
+        return f"valid for {int(left.total_seconds() // 60)} min ({region} data centre)"
 
     def organization() -> str:
         org = state["client"].organizations.get()

@@ -1,4 +1,4 @@
-"""``python -m sandbox serve [--host H] [--port N]``."""
+"""``python -m sandbox serve [--host H] [--port N] [--state-dir DIR]``."""
 
 from __future__ import annotations
 
@@ -15,9 +15,20 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--port", type=int, default=8765)
     p.add_argument("--no-seed", action="store_true", help="start empty instead of the demo tenant")
     p.add_argument("--verbose", action="store_true", help="log every request")
+    p.add_argument(
+        "--state-dir",
+        help="keep documents, vendors and issued tokens in DIR/sandbox.snapshot across restarts "
+        "(default: start fresh every time)",
+    )
     args = parser.parse_args(argv)
     if args.command == "serve":
-        serve(args.host, args.port, seed=not args.no_seed, verbose=args.verbose)
+        serve(
+            args.host,
+            args.port,
+            seed=not args.no_seed,
+            verbose=args.verbose,
+            state_dir=args.state_dir,
+        )
     return 0
 
 

@@ -133,6 +133,13 @@ def stats() -> Response:
     return jsonify(_state().stats.snapshot())
 
 
+@bp.get("/snapshot")
+def snapshot() -> Response:
+    """Whether this sandbox keeps its state on disk and whether it started from a snapshot."""
+    keeper = _state().snapshot
+    return jsonify({"enabled": keeper is not None, **(keeper.info() if keeper else {})})
+
+
 @bp.get("/created")
 def created() -> Response:
     return jsonify(_state().created())

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import logging
+import os
+import signal
 import threading
 from typing import Any
 
 from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 
 from sandbox.app import create_app
+from sandbox.snapshot import SnapshotKeeper
 from sandbox.state import SandboxState
 
 log = logging.getLogger(__name__)
@@ -32,11 +35,16 @@ class SandboxServer:
         *,
         state: SandboxState | None = None,
         quiet: bool = True,
+        state_dir: str | os.PathLike[str] | None = None,
         **state_options: Any,
     ) -> None:
         self.host = host
         self.port = port
         self.state = state or SandboxState(**state_options)
+        #: With a state directory the sandbox keeps its documents and tokens across restarts
+        #: (sandbox/snapshot.py); without one it starts fresh every time, as tests want.
+        self.keeper = SnapshotKeeper(self.state, state_dir) if state_dir is not None else None
+        self.state.snapshot = self.keeper
         self.app = create_app(self.state)
         self._seed = seed
         self._quiet = quiet
@@ -63,8 +71,11 @@ class SandboxServer:
         self._server.daemon_threads = True  # type: ignore[attr-defined]
         self.port = self._server.server_port
         self.state.base_url = self.url
-        if self._seed:
+        restored = self.keeper.load() if self.keeper is not None else False
+        if self._seed and not restored:
             self.state.seed()
+        if self.keeper is not None:
+            self.keeper.start()
         self._thread = threading.Thread(
             target=self._server.serve_forever,
             kwargs={"poll_interval": 0.1},
@@ -82,6 +93,8 @@ class SandboxServer:
         if self._thread is not None:
             self._thread.join(timeout=5)
         self.state.deliverer.flush(timeout=1)
+        if self.keeper is not None:
+            self.keeper.stop()  # no request runs any more: this write is the final state
         self._server = None
         self._thread = None
 
@@ -116,19 +129,41 @@ def describe(url: str, state: SandboxState) -> str:
     return "\n".join(lines)
 
 
+class _Terminated(Exception):
+    """SIGTERM, turned into an exception so ``serve`` stops the way Ctrl-C does."""
+
+
+def _terminate(signum: int, frame: object) -> None:
+    raise _Terminated
+
+
 def serve(
-    host: str = "127.0.0.1", port: int = 8765, *, seed: bool = True, verbose: bool = False
+    host: str = "127.0.0.1",
+    port: int = 8765,
+    *,
+    seed: bool = True,
+    verbose: bool = False,
+    state_dir: str | os.PathLike[str] | None = None,
 ) -> None:
-    """Blocking entry point for ``connector sandbox serve`` and ``python -m sandbox serve``."""
+    """Blocking entry point for ``connector sandbox serve`` and ``python -m sandbox serve``.
+
+    Ctrl-C and SIGTERM (what ``connector run`` sends) both stop cleanly, so the final
+    snapshot is written when there is a ``state_dir``.
+    """
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING)
-    server = SandboxServer(host=host, port=port, seed=seed, quiet=not verbose)
-    server.start()
-    print(describe(server.url, server.state), flush=True)
+    server = SandboxServer(host=host, port=port, seed=seed, quiet=not verbose, state_dir=state_dir)
+    previous = signal.signal(signal.SIGTERM, _terminate)
     try:
+        server.start()
+        print(describe(server.url, server.state), flush=True)
+        if server.keeper is not None:
+            how = "restored from" if server.keeper.restored else "kept in"
+            print(f"  State {how} {server.keeper.path}", flush=True)
         assert server._thread is not None
         while server._thread.is_alive():
             server._thread.join(timeout=0.5)
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, _Terminated):
         print("stopping sandbox", flush=True)
     finally:
         server.stop()
+        signal.signal(signal.SIGTERM, previous)

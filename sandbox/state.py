@@ -17,6 +17,7 @@ from sandbox.faults import FaultRegistry
 from sandbox.stats import RequestStats
 
 if TYPE_CHECKING:
+    from sandbox.snapshot import SnapshotKeeper
     from sandbox.zoho.store import ZohoStore
 
 Generator = Callable[..., Any]
@@ -39,6 +40,8 @@ class SandboxState:
         self._duplicates: dict[str, Callable[[], Any]] = {}
         self._created: dict[str, Callable[[], Any]] = {}
         self.ui_sections: list[Callable[[], str]] = []
+        #: The ``SnapshotKeeper`` when this sandbox keeps its state on disk (``--state-dir``).
+        self.snapshot: SnapshotKeeper | None = None
         # Imported here so sandbox.state stays importable before the zoho package exists.
         from sandbox.zoho.store import ZohoStore
 

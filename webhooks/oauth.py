@@ -206,7 +206,9 @@ def zoho_callback() -> tuple[str, int]:
             state.connection_id,
             code=code,
             accounts_server=accounts_server,
-            location=zoho_auth.location_of(accounts_server),
+            # Zoho's redirect names the data centre; data_centre() keeps only known codes and
+            # prefers the hosts, so a forged value cannot mislabel the connection.
+            location=args.get("location") or zoho_auth.location_of(accounts_server),
             redirect_uri=str(state.data.get("redirect_uri") or _redirect_uri()),
         )
     except ConnectorError as exc:

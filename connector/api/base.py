@@ -181,6 +181,24 @@ def default_translate(response: requests.Response) -> ApiError | None:
     return InvalidRequestError(reason, status=status)
 
 
+def public_url(url: str) -> str:
+    """``url`` as it may be shown: scheme, host and path only, secrets redacted.
+
+    The query string is dropped (Zoho's ``organization_id`` is harmless, but a next-page link or
+    a misconfigured base could carry a token), and so is any user-info in the authority.
+    """
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    netloc = f"{host}:{port}" if port else host
+    return redact(f"{parts.scheme}://{netloc}{parts.path}")
+
+
 def _redirect_error(response: requests.Response) -> ApiError | None:
     """A 3xx answer is an error: we do not follow it, and say where it pointed (host only)."""
     if not 300 <= response.status_code < 400:
@@ -367,7 +385,7 @@ class ApiClient:
             try:
                 finish = self.throttle.before_request(method, safe_path)
             except ApiError as exc:
-                self._stamp(exc, method, safe_path, None, correlation_id)
+                self._stamp(exc, method, safe_path, None, correlation_id, url=url)
                 raise
         try:
             headers = self._headers(correlation_id, extra)
@@ -385,7 +403,7 @@ class ApiClient:
             )
         except requests.exceptions.RequestException as exc:
             failure = self._network_error(exc, method)
-            self._stamp(failure, method, safe_path, None, correlation_id)
+            self._stamp(failure, method, safe_path, None, correlation_id, url=url)
             self._record(method, safe_path, None, started, correlation_id, None, failure, attempt)
             # ``from None``: the original exception's text holds the full URL, query included.
             raise failure from None
@@ -397,7 +415,7 @@ class ApiClient:
         error = _redirect_error(response) or self.translate(response)
         request_id = self._request_id(response)
         if error is not None:
-            self._stamp(error, method, safe_path, response, correlation_id, request_id)
+            self._stamp(error, method, safe_path, response, correlation_id, request_id, url=url)
         self._record(
             method, safe_path, response.status_code, started, correlation_id,
             error.request_id if error is not None else request_id, error, attempt,
@@ -443,8 +461,11 @@ class ApiClient:
         response: requests.Response | None,
         correlation_id: str,
         request_id: str | None = None,
+        *,
+        url: str | None = None,
     ) -> None:
         """Fill in what the translator cannot know and rewrite the message for humans."""
+        error.url = error.url or public_url(url or self._url(safe_path)[0])
         error.system = error.system or self.system
         error.method = error.method or method
         error.path = error.path or safe_path
@@ -543,6 +564,7 @@ def _convert(error: ApiError, cls: type[ApiError], why: str) -> ApiError:
         method=error.method,
         path=error.path,
         body_excerpt=error.body_excerpt,
+        url=error.url,
     )
     converted.context.update(error.context)
     converted.context["vendor_message"] = vendor

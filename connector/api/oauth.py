@@ -26,7 +26,7 @@ from sqlalchemy.orm import Session
 
 from connector.api.redaction import register_secret
 from connector.db import Database, utcnow
-from connector.errors import ReauthRequired
+from connector.errors import ApiError, ReauthRequired
 from connector.models import Credential, CredentialStatus
 from connector.vault import Vault
 
@@ -177,20 +177,37 @@ def lock_credential(session: Session, credential_id: int) -> Credential | None:
     return session.execute(stmt).scalar_one_or_none()
 
 
-def reauth_error(view: CredentialView | Credential, reason: str | None = None) -> ReauthRequired:
-    """The error a dead credential raises, telling the operator how to fix it."""
+def reauth_error(
+    view: CredentialView | Credential,
+    reason: str | None = None,
+    *,
+    cause: ApiError | None = None,
+) -> ReauthRequired:
+    """The error a dead credential raises, telling the operator how to fix it.
+
+    It names the refused call (``cause``: method, URL, status) or, when nothing was called now,
+    the accounts server the refresh goes to: a wrong data centre shows in the host.
+    """
     how = (
         f"`connector connect zoho {view.connection_id} …` or /oauth/zoho/start?connection="
         f"{view.connection_id}"
         if view.system == "zoho"
         else f"`connector connect concur {view.connection_id} …` with a new request token"
     )
+    where = cause.call() if cause is not None else ""
+    if not where and not reason and view.auth_base_url:
+        # No call was made now (marked dead earlier): name where refreshes go.
+        where = f"refreshed at {view.auth_base_url}"
+    detail = "; ".join(part for part in (where, reason) if part)
     error = ReauthRequired(
         f"connection {view.connection_id}: the {view.system} credential needs re-authorization"
-        + (f" ({reason})" if reason else "")
+        + (f" ({detail})" if detail else "")
         + f"; re-authorize with {how}",
         system=view.system,
     )
+    if cause is not None:
+        error.method, error.path, error.url = cause.method, cause.path, cause.url
+        error.status, error.code = cause.status, cause.code
     error.recorded = True  # every caller has found or marked the credential needs_reauth
     return error
 
@@ -329,7 +346,9 @@ class TokenManager:
                 )  # fmt: skip
                 return RefreshResult(read_credential(row, self.vault), True)
         assert dead is not None
-        raise reauth_error(view, dead.context.get("vendor_message") or str(dead)) from dead
+        raise reauth_error(
+            view, dead.context.get("vendor_message") or str(dead), cause=dead
+        ) from dead
 
     def mark_dead(self, reason: str, *, refused_token: str | None = None) -> None:
         """Record that the vendor refused a freshly refreshed token (a 401 after refresh).

@@ -112,11 +112,11 @@ def _grant(body: dict[str, Any], settings: Settings, answered_at: str) -> TokenG
         api_base_url=base,
         auth_base_url=base,
         refresh_expires_at=expires_at,
-        region=_region(base),
+        region=region_of(base),
     )
 
 
-def _region(base_url: str) -> str:
+def region_of(base_url: str) -> str:
     """A short label for the data centre: ``us2`` from ``https://us2.api.concursolutions.com``."""
     host = base_url.split("://", 1)[-1].split("/", 1)[0]
     if host.endswith(".concursolutions.com") or host.endswith(".concurcdc.cn"):
@@ -161,7 +161,10 @@ def app_token(
     ``connector concur …`` commands ask for a fresh one each time.
     """
     body, answered_at = _post_token(
-        settings, base_url or settings.concur_auth_url, {"grant_type": "client_credentials"}, session
+        settings,
+        base_url or settings.concur_auth_url,
+        {"grant_type": "client_credentials"},
+        session,
     )
     grant = _grant(body, settings, answered_at)
     return grant.access_token, grant.api_base_url or answered_at

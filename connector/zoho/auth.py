@@ -119,12 +119,16 @@ def _grant(body: dict[str, object], settings: Settings, accounts_server: str) ->
     refresh = str(body["refresh_token"]) if body.get("refresh_token") else None
     register_secret(refresh)
     api_domain = body.get("api_domain")
+    api_base = check_api_host(str(api_domain), settings, SYSTEM) if api_domain else None
     return TokenGrant(
         access_token=access,
         expires_in=float(str(body.get("expires_in") or 3600)),
         refresh_token=refresh,
-        api_base_url=check_api_host(str(api_domain), settings, SYSTEM) if api_domain else None,
+        api_base_url=api_base,
         auth_base_url=accounts_server,
+        # Every token answer (code exchange and refresh) records the data centre, so a
+        # connection authorized any way, or one stored before regions were kept, gets it.
+        region=data_centre(api_domain=api_base, accounts_server=accounts_server),
     )
 
 
@@ -169,8 +173,11 @@ def exchange_code(
         )
     if not grant.api_base_url:
         raise ConnectorError("Zoho's token response has no api_domain")
-    if location:
-        return TokenGrant(**{**grant.__dict__, "region": location.lower()})
+    region = data_centre(
+        api_domain=grant.api_base_url, accounts_server=accounts_server, location=location
+    )
+    if region != grant.region:
+        return TokenGrant(**{**grant.__dict__, "region": region})
     return grant
 
 
@@ -296,3 +303,53 @@ def location_of(accounts_server: str) -> str | None:
     if len(parts) >= 3 and parts[-1] == "accounts" and parts[-2] in DATA_CENTRES:
         return parts[-2]
     return None
+
+
+def _host_of(url: str) -> str:
+    try:
+        return (urlsplit(url if "://" in url else f"https://{url}").hostname or "").lower()
+    except ValueError:
+        return ""
+
+
+#: Host -> data-centre code, for the accounts servers and API domains of :data:`DATA_CENTRES`.
+_DC_BY_HOST: dict[str, str] = {
+    _host_of(url): dc for dc, hosts in DATA_CENTRES.items() for url in hosts
+}
+_SANDBOX_DC_PATH = re.compile(r"/zoho/([a-z]{2})/(?:accounts|api)(?:/.*)?")
+
+
+def _dc_of_url(url: str | None) -> str | None:
+    """The code of a real Zoho host, or of the sandbox's ``/zoho/<dc>/{accounts,api}`` path."""
+    if not url:
+        return None
+    dc = _DC_BY_HOST.get(_host_of(url))
+    if dc is not None:
+        return dc
+    try:
+        path = urlsplit(url).path.rstrip("/")
+    except ValueError:
+        return None
+    match = _SANDBOX_DC_PATH.fullmatch(path)
+    return match[1] if match and match[1] in DATA_CENTRES else None
+
+
+def data_centre(
+    *,
+    api_domain: str | None = None,
+    accounts_server: str | None = None,
+    location: str | None = None,
+) -> str | None:
+    """The Zoho data-centre code (``eu``, ``us``, ...) of a connection, from what we know of it.
+
+    In order of trust: the token response's ``api_domain`` (where the calls actually go), the
+    accounts server the code was exchanged at (``accounts.zoho.eu``), then the ``location`` the
+    OAuth redirect named. Only known codes are returned: a browser-supplied ``location`` is
+    never stored as-is. ``None`` when nothing identifies one.
+    """
+    for url in (api_domain, accounts_server):
+        dc = _dc_of_url(url)
+        if dc is not None:
+            return dc
+    code = (location or "").strip().lower()
+    return code if code in DATA_CENTRES else None
