@@ -29,6 +29,7 @@ import requests
 import sqlalchemy as sa
 
 from bench.stack import PG_SERVER, Stack, free_port, running_stack, wait_until
+from flows import FLOWS
 
 ZOHO_ORG = "10234695"  # the seeded PREMIUM organization (12 vendors)
 CONCUR_COMPANY = "9d6f3a52-0c1e-4d7b-9a35-5b1f0c2e7a11"
@@ -107,7 +108,7 @@ class Bench:
 
     def enqueue(self, record_ids: Iterable[int], step: str = "fetch") -> int:
         """Send ``step`` of each record to its queue (what intake / the poller do)."""
-        from connector import flows
+        import flows
         from connector.models import SyncRecord
 
         ids = list(record_ids)
@@ -122,7 +123,7 @@ class Bench:
         with self.celery.producer_or_acquire() as producer:
             for rid in ids:
                 r = by_id[rid]
-                queue = flows.get(r.flow).queue_for(step)
+                queue = flows.FLOWS.handler(r.flow).queue_for(step)
                 task_id = f"{r.flow}:{r.connection_id}:{r.source_id}:{r.source_version}:{step}"
                 self.celery.send_task(
                     f"pipeline.{queue}.{step}",
@@ -300,8 +301,8 @@ def link_vendors(bench: Bench, cid: int, org_id: str, company: str = CONCUR_COMP
 def generate_bills(bench: Bench, cid: int, n: int, *, org_id: str = ZOHO_ORG) -> list[int]:
     """``n`` new bills in Zoho, one ledger record each (not yet enqueued); returns record ids."""
     from connector import connections
-    from connector.flows import payables
     from connector.zoho.documents import documents
+    from flows import payables
 
     before = {
         b["bill_id"] for b in _list_bills(bench, cid)
@@ -336,7 +337,6 @@ def _list_bills(bench: Bench, cid: int) -> list[dict[str, Any]]:
 def generate_reports(bench: Bench, cid: int, n: int) -> list[int]:
     """``n`` approved Concur reports, one ledger record each (through the expenses poll pass,
     which also picks up the seed's approved reports the first time)."""
-    from connector import sync
     from connector.models import SyncCursor
 
     bench.admin.generate("reports", n, company_id=CONCUR_COMPANY)
@@ -344,7 +344,7 @@ def generate_reports(bench: Bench, cid: int, n: int) -> list[int]:
     # the cursor so the pass looks back its full window (existing records are not re-created).
     with bench.db.session() as s:
         s.execute(sa.delete(SyncCursor).where(SyncCursor.connection_id == cid))
-    result = sync.run(bench.db, bench.settings, cid, "expenses")
+    result = FLOWS.sync(bench.db, bench.settings, cid, "expenses")
     return [rid for rid, _ in result.records]
 
 
@@ -481,7 +481,6 @@ def purge(bench: Bench) -> None:
 def run_plain_loop(bench: Bench, ids: list[int]) -> dict[str, float]:
     """B4's baseline: every step of every record through ``connector.pipeline.run_step`` in a
     loop in this process (no broker, no worker), against the same sandbox and database."""
-    from connector import pipeline
     from connector.models import Step
 
     started = time.perf_counter()
@@ -489,7 +488,7 @@ def run_plain_loop(bench: Bench, ids: list[int]) -> dict[str, float]:
     for rid in ids:
         step: Step | None = Step.FETCH
         while step is not None:
-            result = pipeline.run_step(
+            result = FLOWS.run_step(
                 bench.db,
                 rid,
                 step,

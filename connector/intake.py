@@ -1,12 +1,13 @@
 """Turning a stored webhook event into ledger records: the seam between receivers and flows.
 
-A flow registers a handler for the events it understands (``register("zoho", "bill", fn)``).
+A flow names a hook for each event it understands (``Flow(intake={("zoho", "bill"): hook})``
+in ``flows/__init__.py``, handed in as ``registry``).
 The handler reads the event, creates or finds records with ``ledger.get_or_create`` and returns
 ``(record_id, step)`` pairs to enqueue. Events nobody handles are kept and marked ``ignored``
 with a note, never dropped.
 
 A handler that needs a vendor call before it can name the record (the expenses flow reads the
-report header to learn its approval version) registers a ``prepare`` function too: it runs
+report header to learn its approval version) has a ``prepare`` function too: it runs
 first, outside any database transaction, and its result is passed to the handler as a fourth
 argument.
 
@@ -23,7 +24,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
@@ -33,6 +34,9 @@ from connector.config import Settings, get_settings
 from connector.db import Database
 from connector.errors import ConnectorError, MalformedWebhook, RateLimitedError
 from connector.models import Connection, Step, WebhookEvent, WebhookStatus
+
+if TYPE_CHECKING:
+    from connector.registry import Registry
 
 log = logging.getLogger(__name__)
 
@@ -48,36 +52,6 @@ class IntakeResult:
 Handler = Callable[..., IntakeResult]
 #: ``prepare(db, settings, event, payload)``: runs outside any transaction, before the handler.
 Prepare = Callable[[Database, Settings, WebhookEvent, dict[str, Any]], Any]
-_handlers: dict[tuple[str, str], Handler] = {}
-_prepares: dict[tuple[str, str], Prepare] = {}
-
-
-def register(source: str, kind: str, handler: Handler, *, prepare: Prepare | None = None) -> None:
-    """``handler(session, event, payload)``; with ``prepare``, ``handler(session, event,
-    payload, prepared)`` where ``prepared`` is what ``prepare`` returned."""
-    _handlers[(source, kind)] = handler
-    if prepare is None:
-        _prepares.pop((source, kind), None)
-    else:
-        _prepares[(source, kind)] = prepare
-
-
-def handler_for(source: str, kind: str) -> Handler | None:
-    _load_flows()
-    return _handlers.get((source, kind))
-
-
-def _load_flows() -> None:
-    # Flows register their handlers on import; importing them here keeps receivers flow-agnostic.
-    from connector import flows
-
-    for name in flows.BUILTIN:
-        try:
-            flows.get(name)
-        except ImportError:  # pragma: no cover - a flow module that is not installed
-            log.warning("flow %s could not be loaded", name)
-
-
 class UnroutedEvent(ConnectorError):
     """A Concur event for a company no connection is paired with (yet)."""
 
@@ -101,7 +75,7 @@ def payload_of(event: WebhookEvent) -> dict[str, Any]:
 
 
 def process(
-    db: Database, event_id: int, settings: Settings | None = None
+    db: Database, event_id: int, settings: Settings | None = None, *, registry: Registry
 ) -> list[tuple[int, Step]]:
     """Run the event's handler once; returns what to enqueue. Safe to call twice, and twice at
     once (the handler's transaction locks the event row; the second sees it processed).
@@ -111,7 +85,7 @@ def process(
     """
     settings = settings or get_settings()
     try:
-        return _process(db, event_id, settings)
+        return _process(db, event_id, settings, registry)
     except _OUTAGE:
         raise
     except DBAPIError as exc:
@@ -156,7 +130,9 @@ def _done(event: WebhookEvent | None) -> bool:
     return event is None or event.status != WebhookStatus.RECEIVED.value
 
 
-def _process(db: Database, event_id: int, settings: Settings) -> list[tuple[int, Step]]:
+def _process(
+    db: Database, event_id: int, settings: Settings, registry: Registry
+) -> list[tuple[int, Step]]:
     prepared: tuple[Any, ...] = ()
     with db.session() as session:
         event = session.get(WebhookEvent, event_id)
@@ -165,8 +141,8 @@ def _process(db: Database, event_id: int, settings: Settings) -> list[tuple[int,
         assert event is not None
         payload = payload_of(event)
         _route(session, event, payload)
-        handler_for(event.source, event.event_type or "")
-        prepare = _prepares.get((event.source, event.event_type or ""))
+        hook = registry.intake_hook(event.source, event.event_type or "")
+        prepare = hook.prepare if hook is not None else None
         if prepare is not None:
             session.flush()
             session.expunge(event)
@@ -183,8 +159,8 @@ def _process(db: Database, event_id: int, settings: Settings) -> list[tuple[int,
         payload = payload_of(event)
         _route(session, event, payload)
         kind = event.event_type or ""
-        handler = handler_for(event.source, kind)
-        if handler is None:
+        hook = registry.intake_hook(event.source, kind)
+        if hook is None:
             inbox.mark(
                 session,
                 event.id,
@@ -192,7 +168,7 @@ def _process(db: Database, event_id: int, settings: Settings) -> list[tuple[int,
                 note=f"no flow handles {event.source} {kind!r} events",
             )
             return []
-        result = handler(session, event, payload, *prepared)
+        result = hook.handler(session, event, payload, *prepared)
         if result.ignored:
             inbox.mark(session, event.id, WebhookStatus.IGNORED, note=result.ignored)
         else:

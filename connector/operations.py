@@ -26,12 +26,12 @@ import re
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Select, delete, func, or_, select, update
 from sqlalchemy.orm import Session
 
-from connector import flows, ledger
+from connector import ledger
 from connector.config import Settings
 from connector.db import Database, utcnow
 from connector.errors import ConnectorError, IllegalTransition, LeaseLost
@@ -43,6 +43,10 @@ from connector.models import (
     RecordState,
     SyncRecord,
 )
+from connector.steps import StepContext
+
+if TYPE_CHECKING:
+    from connector.registry import Registry
 
 S = RecordState
 
@@ -292,8 +296,12 @@ def replay(
     allowed_states: Iterable[str] = REPLAYABLE_STATES,
     limit: int | None = None,
     settings: Settings | None = None,
+    registry: Registry | None = None,
 ) -> ReplayReport:
     """Restart records at the step they stopped at; verify (never re-post) posted ones.
+
+    ``registry`` (the caller's ``flows.FLOWS``) is what a verification asks for the record's
+    flow; without it a posted record is reported as not verifiable, never re-posted.
 
     Either ``ids`` or a filter (``state``, ``connection``, ``flow``, ``since``) picks the
     records. Each record is resumed in its own transaction, and enqueued only after that commit;
@@ -348,7 +356,9 @@ def replay(
                     )
     for record_id in to_verify:
         report.outcomes.append(
-            verify_posted(db, record_id, requested_by=requested_by, settings=settings)
+            verify_posted(
+                db, record_id, requested_by=requested_by, settings=settings, registry=registry
+            )
         )
     report.outcomes.sort(key=lambda o: o.record_id)
     return report
@@ -418,7 +428,12 @@ def _resume_one(
 
 
 def verify_posted(
-    db: Database, record_id: int, *, requested_by: str, settings: Settings | None = None
+    db: Database,
+    record_id: int,
+    *,
+    requested_by: str,
+    settings: Settings | None = None,
+    registry: Registry | None = None,
 ) -> ReplayOutcome:
     """Ask the target whether a posted record is still there; audit the answer; never post."""
     with db.session() as session:
@@ -430,9 +445,11 @@ def verify_posted(
         from connector.config import get_settings
 
         settings = get_settings()
-    ctx = flows.StepContext(db, settings, f"verify:{requested_by}")
+    ctx = StepContext(db, settings, f"verify:{requested_by}")
     try:
-        found = flows.get(record.flow).find_existing(ctx, record)
+        if registry is None:
+            raise KeyError("no flows given to verify with")
+        found = registry.handler(record.flow).find_existing(ctx, record)
     except (ConnectorError, KeyError) as exc:
         outcome = ReplayOutcome(
             record_id, "error", f"could not verify: {type(exc).__name__}: {exc}"

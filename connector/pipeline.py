@@ -17,11 +17,11 @@ import datetime as dt
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import update
 
-from connector import backoff, error_policy, flows, ledger
+from connector import backoff, error_policy, ledger
 from connector.config import Settings, get_settings
 from connector.connections import mark_needs_reauth_in, reauthorized_meanwhile
 from connector.db import Database, utcnow
@@ -34,6 +34,10 @@ from connector.errors import (
     ValidationFailed,
 )
 from connector.models import RecordState, Step, SyncRecord
+from connector.steps import FlowHandler, PostResult, StepContext
+
+if TYPE_CHECKING:
+    from connector.registry import Registry
 
 log = logging.getLogger(__name__)
 S = RecordState
@@ -60,12 +64,13 @@ def run_step(
     record_id: int,
     step: Step,
     *,
+    registry: Registry,
     owner: str,
     lease_seconds: float,
     task_id: str | None = None,
     settings: Settings | None = None,
 ) -> StepResult:
-    ctx = flows.StepContext(db, settings or get_settings(), owner, task_id)
+    ctx = StepContext(db, settings or get_settings(), owner, task_id)
     with db.session() as session:
         record = ledger.claim(session, record_id, step, owner, lease_seconds=lease_seconds)
         if record is None:
@@ -79,7 +84,7 @@ def run_step(
             )
             return StepResult("skip", record_id, state=current.state if current else None)
         session.expunge(record)
-    handler = flows.get(record.flow)
+    handler = registry.handler(record.flow)
     try:
         return _run(ctx, handler, record, step)
     except LeaseLost:
@@ -92,7 +97,7 @@ def run_step(
 
 
 def _run(
-    ctx: flows.StepContext, handler: flows.FlowHandler, record: SyncRecord, step: Step
+    ctx: StepContext, handler: FlowHandler, record: SyncRecord, step: Step
 ) -> StepResult:
     db, owner, task_id = ctx.db, ctx.owner, ctx.task_id
 
@@ -141,7 +146,7 @@ def _run(
     raise ValueError(f"unknown step {step!r}")
 
 
-def _post(ctx: flows.StepContext, handler: flows.FlowHandler, record: SyncRecord) -> StepResult:
+def _post(ctx: StepContext, handler: FlowHandler, record: SyncRecord) -> StepResult:
     db, owner, task_id = ctx.db, ctx.owner, ctx.task_id
     may_have_landed = record.post_attempts > 0
     # 1. Commit "posting" before the POST, so a crash after the vendor accepted it leaves a trace.
@@ -164,7 +169,7 @@ def _post(ctx: flows.StepContext, handler: flows.FlowHandler, record: SyncRecord
     if target_id is None:
         posted = handler.post(ctx, record)
         # A handler may say more than "created": updated in place, unchanged, superseded.
-        if isinstance(posted, flows.PostResult):
+        if isinstance(posted, PostResult):
             target_id, outcome, note = posted.target_id, posted.outcome, posted.message
         else:
             target_id = posted
@@ -409,10 +414,10 @@ def due_for_redrive(
     return out
 
 
-def route(db: Database, record_id: int, step: Step) -> tuple[str, str]:
+def route(db: Database, record_id: int, step: Step, *, registry: Registry) -> tuple[str, str]:
     """Queue and deterministic task id for running ``step`` of a record."""
     with db.session() as session:
         record = session.get(SyncRecord, record_id)
         if record is None:
             raise KeyError(f"no record {record_id}")
-        return flows.get(record.flow).queue_for(step.value), f"{record.task_id}:{step.value}"
+        return registry.handler(record.flow).queue_for(step.value), f"{record.task_id}:{step.value}"

@@ -1,6 +1,6 @@
 """Polling passes: the back-stop that finds what webhooks missed, one per flow.
 
-Each flow registers a pass (``register("payables", fn)``). A pass reads its cursor from
+Each flow names its pass (``Flow(poll=fn)`` in ``flows/__init__.py``). A pass reads its cursor from
 ``sync_cursors``, lists what changed in the source since then, creates ledger records with
 ``ledger.get_or_create`` (so a record a webhook already created is found, not duplicated), and
 returns ``(record_id, step)`` pairs to enqueue; it advances the cursor only after the records
@@ -10,15 +10,18 @@ runs one now.
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from sqlalchemy import select
 
 from connector.config import Settings
 from connector.db import Database, utcnow
 from connector.models import Step, SyncCursor
+
+if TYPE_CHECKING:
+    from connector.registry import Registry
 
 
 @dataclass
@@ -31,39 +34,10 @@ class PassResult:
 
 SyncPass = Callable[[Database, Settings, int], PassResult]
 
-#: Flows whose pass lives in a module that registers it on import.
-BUILTIN: dict[str, str] = {
-    "payables": "connector.flows.payables",
-    "expenses": "connector.flows.expenses",
-    "vendors": "connector.flows.vendors",
-}
-_passes: dict[str, SyncPass] = {}
-
-
-def register(flow: str, fn: SyncPass) -> None:
-    _passes[flow] = fn
-
-
-def get(flow: str) -> SyncPass:
-    if flow not in _passes and flow in BUILTIN:
-        importlib.import_module(BUILTIN[flow])
-    if flow not in _passes:
-        raise KeyError(f"no sync pass for flow {flow!r}")
-    return _passes[flow]
-
-
-def available() -> list[str]:
-    for flow, module in BUILTIN.items():
-        if flow not in _passes:
-            try:
-                importlib.import_module(module)
-            except ImportError:
-                continue
-    return sorted(_passes)
-
-
-def run(db: Database, settings: Settings, connection_id: int, flow: str) -> PassResult:
-    return get(flow)(db, settings, connection_id)
+def run(
+    db: Database, settings: Settings, connection_id: int, flow: str, *, registry: Registry
+) -> PassResult:
+    return registry.poll(flow)(db, settings, connection_id)
 
 
 def read_cursor(db: Database, connection_id: int, flow: str) -> str | None:

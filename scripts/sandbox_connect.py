@@ -10,7 +10,7 @@ For a production-mode deployment (Procfile or ``docker compose up``) pointed at 
    sandbox's Self Client (in real life: the Zoho API console)
 3. ``connector connect concur ID --company-id … --request-token …`` (the sandbox's seeded
    company; in real life: Concur's Company Request Token tool)
-4. ``connector mappings import ID connector/demo_rules.yml``
+4. ``connector mappings import ID cli/demo_rules.yml``
 5. ``connector webhooks zoho ID --json``, and the URL and secret given to the sandbox's Zoho
    workflow webhook (in real life: pasted into Zoho Books' settings)
 6. ``connector concur subscribe ID --endpoint <CONNECTOR_PUBLIC_URL>/webhooks/concur``
@@ -57,7 +57,7 @@ def sandbox_call(sandbox: str, method: str, path: str, body: object) -> dict[str
 
 
 def main(argv: list[str] | None = None) -> int:
-    from connector import demo
+    from cli import demo
     from connector.zoho.auth import SCOPE
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])

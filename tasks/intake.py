@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from connector import intake
+from flows import FLOWS
 from tasks.base import ConnectorTask
 from tasks.celery import app
 from tasks.pipeline import enqueue
@@ -15,7 +15,7 @@ def enqueue_event(event_id: int) -> None:
 
 @app.task(base=ConnectorTask, bind=True, name="intake.process")
 def process(self: ConnectorTask, event_id: int) -> list[int]:
-    records = intake.process(self.db, event_id)
+    records = FLOWS.process_event(self.db, event_id)
     for record_id, step in records:
         enqueue(record_id, step)
     return [record_id for record_id, _ in records]

@@ -10,8 +10,8 @@ from __future__ import annotations
 from typing import Any
 
 from celeryconfig import QUEUES, STEPS
-from connector import pipeline
 from connector.models import Step
+from flows import FLOWS
 from tasks.base import ConnectorTask
 from tasks.celery import app
 
@@ -29,7 +29,7 @@ def enqueue(record_id: int, step: Step | str, *, countdown: float | None = None)
     """
     step = Step(step)
     db = pipeline_db()
-    queue, task_id = pipeline.route(db, record_id, step)
+    queue, task_id = FLOWS.route(db, record_id, step)
     app.send_task(
         task_name(queue, step.value),
         args=[record_id, step.value],
@@ -47,7 +47,7 @@ def pipeline_db() -> Any:
 
 
 def _run(task: ConnectorTask, record_id: int, step: str) -> dict[str, Any]:
-    result = pipeline.run_step(
+    result = FLOWS.run_step(
         task.db,
         record_id,
         Step(step),

@@ -6,9 +6,9 @@ import logging
 
 from sqlalchemy import select
 
-from connector import sync
 from connector.config import get_settings
 from connector.models import Connection, ConnectionStatus
+from flows import FLOWS
 from tasks.base import ConnectorTask
 from tasks.celery import app
 from tasks.pipeline import enqueue
@@ -34,7 +34,7 @@ def poll_all(self: ConnectorTask, flow: str) -> int:
 
 @app.task(base=ConnectorTask, bind=True, name="sync.poll")
 def poll(self: ConnectorTask, connection_id: int, flow: str) -> int:
-    result = sync.run(self.db, get_settings(), connection_id, flow)
+    result = FLOWS.sync(self.db, get_settings(), connection_id, flow)
     for record_id, step in result.records:
         enqueue(record_id, step)
     if result.summary:

@@ -329,9 +329,10 @@ def sandbox_settings(sandbox: Any, db: Any, tmp_path: Path) -> Any:
 @pytest.fixture
 def connected(db: Any, sandbox_settings: Any, sandbox: Any) -> int:
     """A connection with both sides authorized against the sandbox (Zoho self client, US org;
-    Concur bootstrap of the seeded US company): ``connector.demo.authorize``, which ``connector
+    Concur bootstrap of the seeded US company): ``cli.demo.authorize``, which ``connector
     run`` and ``connector demo`` use too."""
-    from connector import connections, demo
+    from cli import demo
+    from connector import connections
 
     connection_id = connections.create(db, f"acme-{secrets.token_hex(3)}")
     demo.authorize(db, sandbox_settings, connection_id, sandbox.url)

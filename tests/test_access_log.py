@@ -16,9 +16,9 @@ from typing import Any
 import pytest
 import requests
 
+from cli.demo import wait_until
 from connector.config import Settings
 from connector.db import Database
-from connector.demo import wait_until
 from connector.migrate import upgrade
 from connector.webhook_secrets import webhook_credentials
 

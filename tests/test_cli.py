@@ -23,7 +23,7 @@ def connector(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[st
         if not k.startswith(("CONNECTOR_", "DATABASE_", "REDIS_"))
     }
     return subprocess.run(
-        [sys.executable, "-m", "connector.cli", *args],
+        [sys.executable, "-m", "cli.main", *args],
         cwd=ROOT,
         env={**base, **env},
         capture_output=True,
@@ -105,7 +105,7 @@ PRODUCTION = {
 
 
 def test_embedded_flower_without_auth_binds_to_loopback(tmp_path: Path) -> None:
-    from connector.cli import flower_argv
+    from cli.main import flower_argv
 
     argv = flower_argv(_flower_settings(tmp_path), 5555, None)
     assert "--address=127.0.0.1" in argv and "--port=5555" in argv
@@ -115,7 +115,7 @@ def test_embedded_flower_without_auth_binds_to_loopback(tmp_path: Path) -> None:
 def test_flower_beyond_loopback_needs_auth_even_in_embedded_mode(
     tmp_path: Path, address: str
 ) -> None:
-    from connector.cli import flower_argv
+    from cli.main import flower_argv
 
     with pytest.raises(ConfigurationError, match="FLOWER_BASIC_AUTH"):
         flower_argv(_flower_settings(tmp_path), 5555, address)
@@ -124,7 +124,7 @@ def test_flower_beyond_loopback_needs_auth_even_in_embedded_mode(
 
 
 def test_production_flower_decides_by_address_not_by_database(tmp_path: Path) -> None:
-    from connector.cli import flower_argv
+    from cli.main import flower_argv
 
     settings = _flower_settings(tmp_path, **PRODUCTION)
     with pytest.raises(ConfigurationError, match=r"on 0\.0\.0\.0"):
@@ -135,7 +135,7 @@ def test_production_flower_decides_by_address_not_by_database(tmp_path: Path) ->
 def test_flower_address_cannot_be_smuggled_through_extra_arguments(tmp_path: Path) -> None:
     import click
 
-    from connector.cli import flower_argv
+    from cli.main import flower_argv
 
     with pytest.raises(click.UsageError):
         flower_argv(_flower_settings(tmp_path), 5555, None, ("--address=0.0.0.0",))

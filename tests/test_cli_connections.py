@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
+from cli.main import main
 from connector import config
-from connector.cli import main
 from connector.zoho.auth import SCOPE
 from sandbox.concur import config as cc
 from sandbox.concur.admin import ConcurAdmin

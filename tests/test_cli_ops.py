@@ -18,7 +18,7 @@ from connector import backoff, ledger
 from connector.db import Database
 from connector.migrate import upgrade
 from connector.models import AuditEvent, Connection, Step, SyncRecord
-from connector.pipeline import run_step
+from flows import FLOWS
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -72,7 +72,7 @@ def make(db: Database, **payload: Any) -> int:
     step: Step | None = Step.FETCH
     for _ in range(40):
         assert step is not None
-        result = run_step(db, rid, step, owner="w", lease_seconds=60)
+        result = FLOWS.run_step(db, rid, step, owner="w", lease_seconds=60)
         if result.action not in ("next", "retry"):
             break
         step = result.next_step

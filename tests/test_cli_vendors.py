@@ -12,8 +12,8 @@ import pytest
 from click.testing import CliRunner
 from sqlalchemy import func, select
 
+from cli.main import main
 from connector import config
-from connector.cli import main
 from connector.db import Database
 from connector.models import AuditEvent, SyncCursor, SyncRecord, VendorLink
 from connector.zoho.auth import SCOPE

@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
+from cli.main import main
 from connector import config
-from connector.cli import main
 from connector.db import Database
 from sandbox.zoho.webhooks import build_request
 from webhooks import create_app

@@ -16,7 +16,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def test_demo_constants_are_the_sandbox_seed() -> None:
-    from connector import demo
+    from cli import demo
     from sandbox.concur import config as concur_config
     from sandbox.zoho import seed as zoho_seed
 
@@ -31,7 +31,7 @@ def test_demo_constants_are_the_sandbox_seed() -> None:
 
 
 def test_table_and_new_duplicates() -> None:
-    from connector import demo
+    from cli import demo
 
     rows = [
         demo.Row("bill B-1", "payables", "bill:1", record_id=7, state="posted", target_id="PR1",

@@ -122,7 +122,7 @@ def production_env(
 ) -> dict[str, str]:
     """The README's deploy variables, the vendor client variables aimed at the sandbox, and the
     documented beat intervals shortened. Nothing else (notably no CONNECTOR_VAR_DIR)."""
-    from connector import demo
+    from cli import demo
 
     keys = home / "keys"
     pem = demo.fetch_public_key(sandbox_url, keys)  # what a user downloads from Concur
@@ -184,7 +184,7 @@ def refreshed_since_connect(database_url: str, cid: int) -> dict[str, bool]:
 
 
 def assert_bill_and_report_post(database_url: str, sandbox_url: str, cid: int) -> None:
-    from connector import demo
+    from cli import demo
     from connector.db import get_database
 
     rows = demo.run_scenario(get_database(database_url), sandbox_url, cid, timeout=180)
@@ -271,7 +271,7 @@ def test_connector_run_production(
     """`connector run --sandbox` on PostgreSQL and Redis from a clean copy: migrates, starts its
     own sandbox, sets up the demo connection, and posts a bill and a report; beat runs inside
     the worker with its schedule under var/ (which did not exist)."""
-    from connector import demo
+    from cli import demo
     from connector.db import get_database
 
     web_port, sandbox_port = free_port(), free_port()

@@ -36,7 +36,7 @@ def test_connector_run_embedded_is_ready_and_processes_work(tmp_path: Path) -> N
         [
             sys.executable,
             "-m",
-            "connector.cli",
+            "cli.main",
             "run",
             "--port",
             str(port),
@@ -72,7 +72,7 @@ def test_connector_run_embedded_is_ready_and_processes_work(tmp_path: Path) -> N
         ops = requests.get(f"http://127.0.0.1:{port}/ops/", timeout=10)
         assert ops.status_code == 200, ops.text
         selftest = subprocess.run(
-            [sys.executable, "-m", "connector.cli", "selftest", "--timeout", "60"],
+            [sys.executable, "-m", "cli.main", "selftest", "--timeout", "60"],
             cwd=ROOT,
             env=env,
             capture_output=True,
@@ -105,7 +105,7 @@ def test_connector_run_embedded_is_ready_and_processes_work(tmp_path: Path) -> N
 
 def _start_stack(env: dict[str, str], port: int, sandbox_port: int) -> subprocess.Popen[str]:
     proc = subprocess.Popen(
-        [sys.executable, "-m", "connector.cli", "run", "--port", str(port),
+        [sys.executable, "-m", "cli.main", "run", "--port", str(port),
          "--sandbox-port", str(sandbox_port)],
         cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
         start_new_session=True,
@@ -148,7 +148,7 @@ def test_a_restart_keeps_the_documents_a_record_points_at(tmp_path: Path) -> Non
     proc = _start_stack(env, port, sandbox_port)
     try:
         demo = subprocess.run(
-            [sys.executable, "-m", "connector.cli", "demo", "--timeout", "150"],
+            [sys.executable, "-m", "cli.main", "demo", "--timeout", "150"],
             cwd=ROOT, env=env, capture_output=True, text=True, timeout=240,
         )  # fmt: skip
         assert demo.returncode == 0, demo.stdout + demo.stderr
@@ -177,7 +177,7 @@ def test_a_restart_keeps_the_documents_a_record_points_at(tmp_path: Path) -> Non
         bill = requests.patch(f"{sandbox}/zoho/orgs/10234695/bills/{bill_id}", json={}, timeout=10)
         assert bill.status_code == 200, bill.text  # the Zoho bill the record came from exists
         ping = subprocess.run(
-            [sys.executable, "-m", "connector.cli", "ping", "1"],
+            [sys.executable, "-m", "cli.main", "ping", "1"],
             cwd=ROOT, env=env, capture_output=True, text=True, timeout=60,
         )  # fmt: skip
         assert ping.returncode == 0, ping.stdout + ping.stderr

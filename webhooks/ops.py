@@ -35,6 +35,7 @@ from connector import inbox, operations
 from connector.config import Settings
 from connector.db import Database
 from connector.errors import ConnectorError
+from flows import FLOWS
 
 bp = Blueprint("ops", __name__, url_prefix="/ops", template_folder="templates")
 
@@ -311,6 +312,7 @@ def replay() -> Any:
                 requested_by=who,
                 enqueue=_enqueue(),
                 verify=request.form.get("verify") == "1",
+                registry=FLOWS,
             )
     except ConnectorError as exc:
         return _back(url_for("ops.index"), f"replay refused: {exc}")

@@ -33,6 +33,7 @@ from typing import Any
 import requests
 import sqlalchemy as sa
 from sqlalchemy import func, select
+from tests.flows.expenses_support import RULES as EXPENSES_RULES
 
 from bench.stack import PG_SERVER, Proc, Stack
 from connector import authorize, connections, rules
@@ -42,7 +43,6 @@ from connector.models import RecordState, SyncRecord, WebhookEvent, WebhookStatu
 from tests.chaos import seeds
 from tests.chaos.timing import Deliveries, Stalled, Waits, wait_progress, wait_quiet
 from tests.connector.flows import payables_support as ps
-from tests.connector.flows.expenses_support import RULES as EXPENSES_RULES
 
 ORG = ps.ORG
 COMPANY = ps.US_COMPANY

@@ -328,7 +328,7 @@ def test_token_revoked_mid_run_parks_then_resumes(chaos: Any) -> None:
     # The operator's path: a new Self Client code, `connector connect zoho`.
     grant = c.admin.zoho_self_client_code(scope=_zoho_scope())
     out = subprocess.run(
-        [sys.executable, "-m", "connector.cli", "connect", "zoho", str(c.cid), "--code",
+        [sys.executable, "-m", "cli.main", "connect", "zoho", str(c.cid), "--code",
          grant["code"], "--organization-id", ORG, "--accounts-server", grant["accounts_server"]],
         cwd=ROOT, env=c.stack.env(), capture_output=True, text=True, timeout=c.waits.deadline(),
     )  # fmt: skip

@@ -22,7 +22,7 @@ from connector.api.redaction import clear_secrets, register_secret
 from connector.config import Settings
 from connector.db import utcnow
 from connector.models import Alert, Connection, Step, SyncRecord
-from connector.pipeline import run_step
+from flows import FLOWS
 
 T0 = dt.datetime(2026, 11, 28, 9, 0, tzinfo=dt.UTC)
 
@@ -58,7 +58,7 @@ def make_dead(db: Any, connection_id: int) -> int:
     rid = make_record(db, connection_id, transient_times=backoff.MAX_TRANSIENT_ATTEMPTS + 5)
     step: Any = Step.FETCH
     for _ in range(40):
-        result = run_step(db, rid, step, owner="w", lease_seconds=60)
+        result = FLOWS.run_step(db, rid, step, owner="w", lease_seconds=60)
         if result.action not in ("next", "retry"):
             break
         step = result.next_step
@@ -138,14 +138,14 @@ def test_needs_reauth_alerts_once_not_per_parked_record(db: Any, connection_id: 
     with freeze_time(T0):
         parked = make_record(db, connection_id, reauth=True)
         for step in ("fetch", "map", "validate", "post"):
-            run_step(db, parked, Step(step), owner="w", lease_seconds=60)
+            FLOWS.run_step(db, parked, Step(step), owner="w", lease_seconds=60)
         items = digest(db, utcnow())
         assert changes(items) == [("needs_reauth", "new", 1)]
         assert "connector connect" in items[0].summary
     with freeze_time(T0 + dt.timedelta(minutes=5)):
         second = make_record(db, connection_id, reauth=True)
         for step in ("fetch", "map", "validate", "post"):
-            run_step(db, second, Step(step), owner="w", lease_seconds=60)
+            FLOWS.run_step(db, second, Step(step), owner="w", lease_seconds=60)
         assert digest(db, utcnow()) == []  # more parked records are not news
     with freeze_time(T0 + dt.timedelta(minutes=10)):
         with db.session() as s:
@@ -157,7 +157,7 @@ def test_waiting_records_raise_only_past_the_age(db: Any, connection_id: int) ->
     with freeze_time(T0):
         rid = make_record(db, connection_id, park_times=50, needs="vendor Acme")
         for step in ("fetch", "map", "validate"):
-            run_step(db, rid, Step(step), owner="w", lease_seconds=60)
+            FLOWS.run_step(db, rid, Step(step), owner="w", lease_seconds=60)
         with db.session() as s:
             assert s.get(SyncRecord, rid).state == "waiting"
         assert digest(db, utcnow()) == []

@@ -24,13 +24,14 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select
 
-from connector import backfill, demo, sync
-from connector.backfill import Budget, Cursor, Progress, Quota, eta_seconds, human_duration
+from cli import demo
 from connector.config import Settings
 from connector.db import Database
 from connector.migrate import upgrade
 from connector.models import AuditEvent, SyncCursor, SyncRecord
 from connector.ratelimit import Limit
+from flows import FLOWS, backfill
+from flows.backfill import Budget, Cursor, Progress, Quota, eta_seconds, human_duration
 
 ROOT = Path(__file__).resolve().parents[2]
 TEST_SECRET_KEY = "x8bQ7m2b0s6yQdG6D9b4b9o2s1Jm3e0kq8m7k4n5p6o="
@@ -113,7 +114,7 @@ def test_durations_and_cursor_keys() -> None:
 
 @pytest.fixture
 def stack(sandbox: Any, admin: Any, tmp_path: Path) -> Iterator[dict[str, Any]]:
-    """A connection set up against the sandbox (connector.demo.set_up), vendors reconciled, on
+    """A connection set up against the sandbox (cli.demo.set_up), vendors reconciled, on
     the embedded default rooted in ``tmp_path/var``; the env the CLI subprocesses get."""
     var = tmp_path / "var"
     var.mkdir()
@@ -128,7 +129,7 @@ def stack(sandbox: Any, admin: Any, tmp_path: Path) -> Iterator[dict[str, Any]]:
     upgrade(settings.database_url)
     db = Database(settings.database_url)
     report = demo.set_up(db, settings, sandbox.url, "http://127.0.0.1:9", fresh_sandbox=True)
-    sync.run(db, settings, report.connection_id, "vendors")  # links the bills' vendors
+    FLOWS.sync(db, settings, report.connection_id, "vendors")  # links the bills' vendors
     yield {"env": env, "settings": settings, "db": db, "cid": report.connection_id}
     db.dispose()
 
@@ -190,7 +191,7 @@ def connector(
     env: dict[str, str], *args: str, timeout: float = 120
 ) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "connector.cli", *args],
+        [sys.executable, "-m", "cli.main", *args],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout,
     )  # fmt: skip
 
@@ -284,7 +285,7 @@ def test_backfill_of_500_bills_survives_sigkill_and_posts_each_once(
     admin.zoho_limits(per_minute=100000, period=60, reset_windows=True)
     generate_bills(admin, 500)
     since = today().isoformat()
-    argv = [sys.executable, "-m", "connector.cli", "backfill", str(cid), "--flow", "payables",
+    argv = [sys.executable, "-m", "cli.main", "backfill", str(cid), "--flow", "payables",
             "--since", since, "--page-size", "20"]  # fmt: skip
 
     # 1. Slowed to 4 calls a second by the shared limiter, killed with SIGKILL half-way.

@@ -23,6 +23,7 @@ from connector.config import Settings
 from connector.db import Database
 from connector.intake import IntakeResult
 from connector.models import Connection, WebhookEvent, WebhookStatus
+from flows import FLOWS, IntakeHook
 from tests.webhooks.test_ops_page import AUTH, PROD, App, csrf
 
 KEY = "x8bQ7m2b0s6yQdG6D9b4b9o2s1Jm3e0kq8m7k4n5p6o="
@@ -41,7 +42,7 @@ def _always_raises(_session: Any, _event: Any, _payload: Any) -> IntakeResult:
 
 @pytest.fixture
 def poisoned(db: Database) -> Any:
-    intake.register("zoho", "explodingtest", _always_raises)
+    FLOWS.add_intake("zoho", "explodingtest", IntakeHook(_always_raises))
     with db.session() as s:
         conn = Connection(name="attempts")
         s.add(conn)
@@ -56,7 +57,7 @@ def poisoned(db: Database) -> Any:
             event_type="explodingtest",
         )
     yield stored.event_id
-    intake._handlers.pop(("zoho", "explodingtest"), None)
+    FLOWS.remove_intake("zoho", "explodingtest")
 
 
 def _event(db: Database, event_id: int) -> WebhookEvent:
@@ -81,7 +82,7 @@ def test_always_failing_event_ends_failed_visible_and_no_longer_relayed(
     now = T0
     with freeze_time(now) as clock:
         for attempt in (1, 2, 3):
-            assert intake.process(db, poisoned, settings) == []
+            assert FLOWS.process_event(db, poisoned, settings) == []
             event = _event(db, poisoned)
             assert event.attempts == attempt
             assert "RuntimeError: handler exploded on purpose" in (event.note or "")
@@ -95,7 +96,7 @@ def test_always_failing_event_ends_failed_visible_and_no_longer_relayed(
         # Never relayed again, however long it sits; a fourth run (a stray message) is a no-op.
         clock.tick(dt.timedelta(days=3))
         assert _stale(db, settings) == []
-        assert intake.process(db, poisoned, settings) == []
+        assert FLOWS.process_event(db, poisoned, settings) == []
         assert _event(db, poisoned).attempts == 3
 
     # The alert digest names it.
@@ -146,7 +147,7 @@ def test_a_database_outage_or_rate_limit_during_intake_is_not_counted(
             raise OperationalError("SELECT 1", {}, ConnectionRefusedError("proxy cut"))
         raise RateLimitedError("bucket empty", retry_after=1.0)
 
-    intake.register("zoho", "outagetest", unreachable)
+    FLOWS.add_intake("zoho", "outagetest", IntakeHook(unreachable))
     try:
         with db.session() as s:
             stored = inbox.store(
@@ -154,11 +155,11 @@ def test_a_database_outage_or_rate_limit_during_intake_is_not_counted(
                 connection_id=None, event_type="outagetest",
             )  # fmt: skip
         with pytest.raises(expected):
-            intake.process(db, stored.event_id, _settings(tmp_path))
+            FLOWS.process_event(db, stored.event_id, _settings(tmp_path))
         event = _event(db, stored.event_id)
         assert event.attempts == 0 and event.status == WebhookStatus.RECEIVED.value
     finally:
-        intake._handlers.pop(("zoho", "outagetest"), None)
+        FLOWS.remove_intake("zoho", "outagetest")
 
 
 def test_unrouted_concur_event_is_routed_once_the_company_is_connected(
@@ -170,7 +171,7 @@ def test_unrouted_concur_event_is_routed_once_the_company_is_connected(
         seen.append(event.connection_id)
         return IntakeResult([], ignored="test handler")
 
-    intake.register("concur", "routingtest", handler)
+    FLOWS.add_intake("concur", "routingtest", IntakeHook(handler))
     try:
         body = b'{"id": "r-1", "eventType": "routingtest", "facts": {"companyId": "co-9"}}'
         with db.session() as s:
@@ -179,7 +180,7 @@ def test_unrouted_concur_event_is_routed_once_the_company_is_connected(
                 connection_id=None, event_type="routingtest",
             )  # fmt: skip
         settings = _settings(tmp_path)
-        intake.process(db, stored.event_id, settings)
+        FLOWS.process_event(db, stored.event_id, settings)
         event = _event(db, stored.event_id)
         assert event.attempts == 1 and "no connection for Concur company co-9" in event.note
         with db.session() as s:
@@ -187,10 +188,10 @@ def test_unrouted_concur_event_is_routed_once_the_company_is_connected(
             s.add(conn)
             s.flush()
             cid = conn.id
-        intake.process(db, stored.event_id, settings)
+        FLOWS.process_event(db, stored.event_id, settings)
         assert seen == [cid] and _event(db, stored.event_id).connection_id == cid
     finally:
-        intake._handlers.pop(("concur", "routingtest"), None)
+        FLOWS.remove_intake("concur", "routingtest")
 
 
 def test_sweeper_relays_a_lost_event_after_two_sweeps_not_a_lease(
@@ -268,7 +269,7 @@ def test_a_lost_connection_under_another_dbapi_class_is_an_outage_not_an_attempt
     def handler(_session: Any, _event: Any, _payload: Any) -> IntakeResult:
         raise raised.pop(0)
 
-    intake.register("zoho", "dbapitest", handler)
+    FLOWS.add_intake("zoho", "dbapitest", IntakeHook(handler))
     try:
         with db.session() as s:
             stored = inbox.store(
@@ -276,11 +277,11 @@ def test_a_lost_connection_under_another_dbapi_class_is_an_outage_not_an_attempt
                 connection_id=None, event_type="dbapitest",
             )  # fmt: skip
         with pytest.raises(DatabaseError):
-            intake.process(db, stored.event_id, _settings(tmp_path))
+            FLOWS.process_event(db, stored.event_id, _settings(tmp_path))
         assert _event(db, stored.event_id).attempts == 0
-        intake.process(db, stored.event_id, _settings(tmp_path))
+        FLOWS.process_event(db, stored.event_id, _settings(tmp_path))
         event = _event(db, stored.event_id)
         assert event.attempts == 1 and "DataError: value too long" in event.note
         assert "payload-value" not in event.note and "INSERT" not in event.note
     finally:
-        intake._handlers.pop(("zoho", "dbapitest"), None)
+        FLOWS.remove_intake("zoho", "dbapitest")

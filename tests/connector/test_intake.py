@@ -9,6 +9,7 @@ from typing import Any
 from connector import inbox, intake, ledger
 from connector.db import Database, utcnow
 from connector.models import Connection, Step, WebhookEvent
+from flows import FLOWS, IntakeHook
 
 
 def stored(db: Database, source: str, kind: str, payload: dict[str, Any]) -> int:
@@ -32,7 +33,7 @@ def stored(db: Database, source: str, kind: str, payload: dict[str, Any]) -> int
 
 def test_unhandled_event_is_kept_and_marked_ignored(db: Database) -> None:
     event_id = stored(db, "zoho", "payment", {"payment": {"payment_id": "1"}})
-    assert intake.process(db, event_id) == []
+    assert FLOWS.process_event(db, event_id) == []
     with db.session() as s:
         event = s.get(WebhookEvent, event_id)
         assert event.status == "ignored" and "no flow handles zoho 'payment'" in event.note
@@ -52,11 +53,11 @@ def test_registered_handler_creates_records_once(db: Database) -> None:
         )
         return intake.IntakeResult([(record.id, Step.FETCH)])
 
-    intake.register("selftest", "probe", handler)
+    FLOWS.add_intake("selftest", "probe", IntakeHook(handler))
     event_id = stored(db, "selftest", "probe", {"probe": {"id": "P-1"}})
-    first = intake.process(db, event_id)
+    first = FLOWS.process_event(db, event_id)
     assert len(first) == 1 and first[0][1] is Step.FETCH
-    assert intake.process(db, event_id) == []  # processed events are not processed twice
+    assert FLOWS.process_event(db, event_id) == []  # processed events are not processed twice
     with db.session() as s:
         assert s.get(WebhookEvent, event_id).record_id == first[0][0]
 

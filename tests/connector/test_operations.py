@@ -12,7 +12,7 @@ from sqlalchemy import select
 from connector import backoff, ledger, operations
 from connector.db import utcnow
 from connector.models import AuditEvent, Connection, RecordState, Step, SyncRecord
-from connector.pipeline import run_step
+from flows import FLOWS
 
 S = RecordState
 
@@ -40,7 +40,7 @@ def drive(db: Any, record_id: int, step: Step = Step.FETCH, max_steps: int = 40)
     current: Step | None = step
     for _ in range(max_steps):
         assert current is not None
-        result = run_step(db, record_id, current, owner="w", lease_seconds=60)
+        result = FLOWS.run_step(db, record_id, current, owner="w", lease_seconds=60)
         state = result.state
         if result.action in ("next", "retry"):
             current = result.next_step

@@ -11,7 +11,8 @@ from sqlalchemy import select
 from connector import backoff, ledger
 from connector.db import utcnow
 from connector.models import AuditEvent, Connection, RecordState, Step, SyncRecord
-from connector.pipeline import due_for_redrive, run_step
+from connector.pipeline import due_for_redrive
+from flows import FLOWS
 
 S = RecordState
 
@@ -39,7 +40,7 @@ def drive(db: Any, record_id: int, *, max_steps: int = 20) -> list[tuple[str, st
     actions = []
     for _ in range(max_steps):
         assert step is not None
-        result = run_step(db, record_id, step, owner="test-owner", lease_seconds=60)
+        result = FLOWS.run_step(db, record_id, step, owner="test-owner", lease_seconds=60)
         actions.append((result.action, result.state))
         if result.action == "next" or result.action == "retry":
             step = result.next_step
@@ -92,9 +93,9 @@ def test_missing_dependency_waits_with_reason_and_backoff(db: Any, connection_id
     with db.session() as s:
         s.get(SyncRecord, rid).next_attempt_at = utcnow() - dt.timedelta(seconds=1)
     assert due_for_redrive(db, stale_after=300) == [(rid, Step.VALIDATE)]
-    result = run_step(db, rid, Step.VALIDATE, owner="w", lease_seconds=60)
+    result = FLOWS.run_step(db, rid, Step.VALIDATE, owner="w", lease_seconds=60)
     assert result.action == "next"
-    assert run_step(db, rid, Step.POST, owner="w", lease_seconds=60).state == "posted"
+    assert FLOWS.run_step(db, rid, Step.POST, owner="w", lease_seconds=60).state == "posted"
 
 
 def test_transient_failure_retries_with_countdown_then_searches_before_reposting(
@@ -137,8 +138,8 @@ def test_dead_credential_parks_record_and_flags_connection(db: Any, connection_i
 
 def test_duplicate_message_for_a_step_does_nothing(db: Any, connection_id: int) -> None:
     rid = new_record(db, connection_id)
-    assert run_step(db, rid, Step.FETCH, owner="a", lease_seconds=60).action == "next"
-    assert run_step(db, rid, Step.FETCH, owner="b", lease_seconds=60).action == "skip"
+    assert FLOWS.run_step(db, rid, Step.FETCH, owner="a", lease_seconds=60).action == "next"
+    assert FLOWS.run_step(db, rid, Step.FETCH, owner="b", lease_seconds=60).action == "skip"
 
 
 class _PacedFlow:
@@ -147,7 +148,7 @@ class _PacedFlow:
     name = "paced-test"
 
     def __init__(self, denials: int) -> None:
-        from connector.flows.selftest import SelfTestFlow
+        from flows.selftest import SelfTestFlow
 
         self.inner = SelfTestFlow()
         self.denials = denials
@@ -172,9 +173,9 @@ def test_waiting_for_our_own_rate_limit_does_not_use_up_attempts(
 ) -> None:
     """A long backlog paced by the shared limiter is retried many times before its turn comes;
     those refusals are not failures, so the record must not go dead (B1's 600-bill backlog)."""
-    from connector import flows
+    import flows
 
-    flows.register(_PacedFlow(denials=backoff.MAX_TRANSIENT_ATTEMPTS + 5))
+    flows.FLOWS.add(flows.Flow(_PacedFlow(denials=backoff.MAX_TRANSIENT_ATTEMPTS + 5)))
     with db.session() as s:
         rec, _ = ledger.get_or_create(
             s,

@@ -18,9 +18,8 @@ from typing import Any
 import pytest
 import responses
 
-from connector import backfill, connections, intake, quota
+from connector import connections, quota
 from connector.api.throttle import ZohoThrottle
-from connector.backfill import Budget, Quota, eta_seconds, projected_days
 from connector.concurrency import MemorySemaphore
 from connector.errors import QuotaReserveError
 from connector.quota import (
@@ -34,6 +33,8 @@ from connector.quota import (
 )
 from connector.ratelimit import Limit, MemoryLimiter, parse_limit, zoho_key
 from connector.zoho.client import ZohoBooksClient
+from flows import FLOWS, backfill
+from flows.backfill import Budget, Quota, eta_seconds, projected_days
 
 REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 NOW = 1_750_000_000.0
@@ -260,12 +261,12 @@ def test_a_backfill_beyond_the_daily_quota_stops_at_the_reserve_and_live_webhook
         for i in range(live):
             admin.zoho_create(ps.ORG, "bill", vendor_name="Delta Air Lines", amount=500 + i)
         admin.flush_deliveries()
-    from tests.connector.flows.test_payables_intake import wait_for_events
+    from tests.flows.test_payables_intake import wait_for_events
 
     events = wait_for_events(db, live)
     states = []
     for event in events[-live:]:
-        for record_id, _step in intake.process(db, event.id):
+        for record_id, _step in FLOWS.process_event(db, event.id):
             states.append(ps.drive(db, settings, record_id).state)
     assert states == ["posted"] * live
     _daily, after = _sandbox_quota(admin, ps.ORG)
@@ -312,7 +313,7 @@ def test_bad_cap_and_reserve_are_reported_together(tmp_path: Path) -> None:
 def test_vendor_reconciliation_at_the_reserve_is_skipped_with_the_resume_time(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from connector.flows import vendors as flow
+    from flows import vendors as flow
 
     seen: list[str | None] = []
 
@@ -331,7 +332,7 @@ def test_vendor_reconciliation_at_the_reserve_is_skipped_with_the_resume_time(
 
 
 def test_the_backfill_command_says_when_it_resumes(capsys: pytest.CaptureFixture[str]) -> None:
-    from connector.commands.backfill import _quota_spent
+    from cli.commands.backfill import _quota_spent
 
     err = QuotaReserveError("zoho daily reserve reached: …; the backfill resumes at X",
                             retry_after=5400, resumes_at=NOW)  # fmt: skip

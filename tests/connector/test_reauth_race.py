@@ -15,7 +15,8 @@ from typing import Any
 
 import pytest
 
-from connector import authorize, connections, flows, ledger
+import flows
+from connector import authorize, connections, ledger
 from connector.errors import ReauthRequired
 from connector.models import Connection, RecordState, Step, SyncRecord
 from connector.pipeline import run_step
@@ -88,7 +89,7 @@ def test_a_step_refused_by_the_replaced_credential_does_not_undo_the_reauthoriza
     with pytest.raises(ReauthRequired):
         connections.zoho_client(db, sandbox_settings, connected).accounts.list()
     assert connections.show(db, connected)["status"] == "needs_reauth"
-    flows.register(_Racing(admin))
+    flows.FLOWS.add(flows.Flow(_Racing(admin)))
     record_id = _new_record(db, connected)
 
     result = run_step(
@@ -117,7 +118,7 @@ def test_a_refusal_by_the_current_credential_still_parks(
     """Without a re-authorization in between, a dead credential parks the record as before."""
     for token in admin.zoho_tokens():
         admin.zoho_revoke(id=token["id"])
-    flows.register(_RefusedThenReauthorized(admin))
+    flows.FLOWS.add(flows.Flow(_RefusedThenReauthorized(admin)))
     record_id = _new_record(db, connected)
     result = run_step(
         db, record_id, Step.FETCH, owner="w1", lease_seconds=60, settings=sandbox_settings

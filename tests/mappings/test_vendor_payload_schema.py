@@ -115,7 +115,8 @@ def test_every_body_sent_in_real_passes_validates(
     concur_vendor_schema: dict[str, Any],
     zoho_spec: dict[str, Any],
 ) -> None:
-    from connector import connections, vendors
+    from connector import connections
+    from flows import vendor_engine as vendors
     from sandbox.concur.admin import ConcurAdmin
 
     cap = Capture()

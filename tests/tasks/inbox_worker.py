@@ -15,8 +15,8 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from connector import intake
 from connector.intake import IntakeResult
+from flows import FLOWS, IntakeHook
 from tasks.celery import app
 
 __all__ = ["app"]
@@ -33,4 +33,4 @@ def gated(session: Any, event: Any, payload: Any) -> IntakeResult:
     return IntakeResult([], ignored="gated test event done")
 
 
-intake.register("zoho", "gatedtest", gated)
+FLOWS.add_intake("zoho", "gatedtest", IntakeHook(gated))

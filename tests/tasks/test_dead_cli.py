@@ -18,7 +18,7 @@ from sqlalchemy import select
 from connector import backoff, ledger
 from connector.db import Database, utcnow
 from connector.models import AuditEvent, Connection, Step, SyncRecord
-from connector.pipeline import run_step
+from flows import FLOWS
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parent.parent.parent
@@ -60,7 +60,7 @@ def dead_record(db: Database) -> int:
     step: Step | None = Step.FETCH
     for _ in range(40):
         assert step is not None
-        result = run_step(db, rid, step, owner="test", lease_seconds=60)
+        result = FLOWS.run_step(db, rid, step, owner="test", lease_seconds=60)
         if result.action not in ("next", "retry"):
             break
         step = result.next_step

@@ -20,6 +20,7 @@ import yaml
 from connector import pipeline, rules
 from connector.db import Database, utcnow
 from connector.models import Step, SyncRecord
+from flows import FLOWS
 
 SPECS = Path(__file__).resolve().parents[4] / "shared" / "specs"
 JOURNALS_SPEC = SPECS / "zoho-books" / "journals.yml"
@@ -57,7 +58,7 @@ def drive(db: Database, settings: Any, record_id: int, *, max_steps: int = 30) -
     with db.session() as s:
         step = Step(s.get(SyncRecord, record_id).step)
     for _ in range(max_steps):
-        result = pipeline.run_step(
+        result = FLOWS.run_step(
             db, record_id, step, owner="test-driver", lease_seconds=120, settings=settings
         )
         if result.action in ("next", "retry") and result.next_step is not None:

@@ -16,8 +16,8 @@ from sqlalchemy import select
 
 from connector import pipeline, rules
 from connector.db import Database
-from connector.flows import payables
 from connector.models import AuditEvent, Step, SyncRecord, VendorLink
+from flows import FLOWS, payables
 from mappings.rules import register_flow_sections
 from sandbox.concur import config as concur_config
 from sandbox.concur.admin import ConcurAdmin
@@ -174,7 +174,7 @@ def drive(
             rec = s.get(SyncRecord, record_id)
             assert rec is not None
             step = Step(rec.step)
-        result = pipeline.run_step(
+        result = FLOWS.run_step(
             db,
             record_id,
             step,

@@ -11,12 +11,12 @@ import pytest
 from expenses_support import RULES, import_rules
 from sqlalchemy import func, select
 
-from connector import inbox, intake, sync
+from connector import inbox, sync
 from connector.concur.expense import ExpenseReports
 from connector.connections import concur_client
 from connector.db import Database
-from connector.flows import expenses
 from connector.models import Step, SyncCursor, SyncRecord, WebhookEvent
+from flows import FLOWS, expenses
 
 
 @pytest.fixture
@@ -86,7 +86,7 @@ def test_approval_event_creates_the_record_keyed_by_the_approval_version(
     report_id = pending_report(env)
     facts = approve(sandbox.url, report_id)
     event_id = deliver(env, facts)
-    queued = intake.process(db, event_id, env["settings"])
+    queued = FLOWS.process_event(db, event_id, env["settings"])
     assert len(queued) == 1 and queued[0][1] is Step.FETCH
     (rec,) = records(db)
     header = env["concur"].get(report_id)
@@ -97,10 +97,10 @@ def test_approval_event_creates_the_record_keyed_by_the_approval_version(
     assert row.status == "processed" and row.record_id == rec.id
     # The same event delivered twice is one inbox row; processing it again does nothing.
     assert deliver(env, facts, event_id=json.loads(row.body)["id"]) == event_id
-    assert intake.process(db, event_id, env["settings"]) == []
+    assert FLOWS.process_event(db, event_id, env["settings"]) == []
     # Another event for the same approval (ESS retries with a new id) finds the same record.
     again = deliver(env, facts)
-    assert intake.process(db, again, env["settings"]) == [(rec.id, Step.FETCH)]
+    assert FLOWS.process_event(db, again, env["settings"]) == [(rec.id, Step.FETCH)]
     assert len(records(db)) == 1
 
 
@@ -120,7 +120,7 @@ def test_the_trigger_setting_decides_which_events_start_the_flow(
     facts = {**approve(sandbox.url, pending_report(env)), **change}
     settings = dataclasses.replace(env["settings"], expenses_approval_trigger=trigger)
     event_id = deliver(env, facts)
-    assert bool(intake.process(env["db"], event_id, settings)) is starts
+    assert bool(FLOWS.process_event(env["db"], event_id, settings)) is starts
     row = event_row(env["db"], event_id)
     if starts:
         assert row.status == "processed"
@@ -139,16 +139,16 @@ def test_events_that_are_not_an_approval_are_stored_and_ignored(
     paid = approve(sandbox.url, report_id, "pay")
     ids = [deliver(env, f) for f in (sent_back, submitted, paid)]
     for event_id in ids:
-        assert intake.process(db, event_id, env["settings"]) == []
+        assert FLOWS.process_event(db, event_id, env["settings"]) == []
         row = event_row(db, event_id)
         assert row.status == "ignored" and row.note.startswith("statusChanged without approval")
     assert "P_PROC -> P_PAID" in event_row(db, ids[2]).note
     assert records(db) == []
     # An approval event that arrives after the report was paid still names the approved report.
-    assert len(intake.process(db, deliver(env, approved), env["settings"])) == 1
+    assert len(FLOWS.process_event(db, deliver(env, approved), env["settings"])) == 1
     # A report Concur no longer has: ignored with the reason, nothing created.
     ghost = deliver(env, {**approved, "reportId": "NOSUCHREPORT0000000"})
-    assert intake.process(db, ghost, env["settings"]) == []
+    assert FLOWS.process_event(db, ghost, env["settings"]) == []
     assert "not in Concur" in event_row(db, ghost).note
     assert len(records(db)) == 1
 
@@ -162,15 +162,15 @@ def test_event_and_poll_meet_on_one_record_in_either_order(
     ][:2]
     # Event first, then the poll.
     event_id = deliver(env, approve(sandbox.url, first))
-    (created,) = intake.process(db, event_id, settings)
-    polled = sync.run(db, settings, env["cid"], "expenses")
+    (created,) = FLOWS.process_event(db, event_id, settings)
+    polled = FLOWS.sync(db, settings, env["cid"], "expenses")
     assert created[0] not in {rid for rid, _ in polled.records}
     # Poll first, then the event.
     facts = approve(sandbox.url, second)
-    polled = sync.run(db, settings, env["cid"], "expenses")
+    polled = FLOWS.sync(db, settings, env["cid"], "expenses")
     assert len(polled.records) == 1
     late = deliver(env, facts)
-    assert intake.process(db, late, settings) == polled.records  # not started yet: re-sent
+    assert FLOWS.process_event(db, late, settings) == polled.records  # not started yet: re-sent
     assert event_row(db, late).record_id == polled.records[0][0]
     with db.session() as s:
         counts = dict(
@@ -188,7 +188,7 @@ def test_a_connection_without_expenses_rules_ignores_events(
     db = env["db"]
     import_rules(db, env["cid"], {"vendors": {}})  # rules, but no expenses: section
     event_id = deliver(env, approve(sandbox.url, pending_report(env)))
-    assert intake.process(db, event_id, env["settings"]) == []
+    assert FLOWS.process_event(db, event_id, env["settings"]) == []
     row = event_row(db, event_id)
     assert row.status == "ignored" and "expenses flow is off" in row.note
     assert records(db) == []
@@ -197,16 +197,16 @@ def test_a_connection_without_expenses_rules_ignores_events(
 def test_poll_cursor_advances_to_the_newest_report_seen(env: dict[str, Any], sandbox: Any) -> None:
     db, settings, cid = env["db"], env["settings"], env["cid"]
     assert sync.read_cursor(db, cid, "expenses") is None
-    first = sync.run(db, settings, cid, "expenses")
+    first = FLOWS.sync(db, settings, cid, "expenses")
     approved = list(env["concur"].iter_approved())
     assert len(first.records) == len(approved) == 6
     newest = max(r["LastModifiedDate"] for r in approved)
     assert sync.read_cursor(db, cid, "expenses") == expenses._stamp(newest)
 
-    assert sync.run(db, settings, cid, "expenses").records == []
+    assert FLOWS.sync(db, settings, cid, "expenses").records == []
     report_id = pending_report(env)
     approve(sandbox.url, report_id)
-    third = sync.run(db, settings, cid, "expenses")
+    third = FLOWS.sync(db, settings, cid, "expenses")
     assert [records_by_id(db)[rid].source_id for rid, _ in third.records] == [report_id]
     cursor = sync.read_cursor(db, cid, "expenses")
     assert cursor == expenses._stamp(env["concur"].get(report_id)["LastModifiedDate"])

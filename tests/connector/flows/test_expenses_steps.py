@@ -25,10 +25,10 @@ from sqlalchemy import select
 from connector import connections, sync
 from connector.concur.expense import ExpenseReports
 from connector.db import Database
-from connector.flows import expenses
 from connector.models import AuditEvent, SyncRecord
 from connector.zoho import catalog
 from connector.zoho.journals import Journals
+from flows import FLOWS, expenses
 
 JOURNALS_PATH = "/zoho/*/api/books/v3/journals"
 
@@ -54,7 +54,7 @@ def env(db: Database, sandbox_settings: Any, connected: int) -> dict[str, Any]:
 
 def poll_records(env: dict[str, Any]) -> dict[str, int]:
     """Run the back-stop pass; report id -> record id of every approved report."""
-    result = sync.run(env["db"], env["settings"], env["cid"], "expenses")
+    result = FLOWS.sync(env["db"], env["settings"], env["cid"], "expenses")
     with env["db"].session() as s:
         rows = s.execute(select(SyncRecord).where(SyncRecord.flow == "expenses")).scalars()
         by_report = {r.source_id: r.id for r in rows}
@@ -131,13 +131,13 @@ def test_approved_reports_become_balanced_journals(env: dict[str, Any], admin: A
     }
     assert admin.duplicates()["zoho"]["journals_by_reference_number"] == []
     # A second pass finds the same versions: nothing new, nothing posted twice.
-    assert sync.run(db, settings, env["cid"], "expenses").records == []
+    assert FLOWS.sync(db, settings, env["cid"], "expenses").records == []
 
 
 def test_unmapped_expense_type_waits_then_posts_after_rules_import(env: dict[str, Any]) -> None:
     db, settings = env["db"], env["settings"]
     # No expenses: rules yet: the flow is off for the connection and collects nothing.
-    result = sync.run(db, settings, env["cid"], "expenses")
+    result = FLOWS.sync(db, settings, env["cid"], "expenses")
     assert result.records == [] and "flow is off" in result.summary
     assert sync.read_cursor(db, env["cid"], "expenses") is None
 
@@ -246,7 +246,7 @@ def test_reapproved_report_posts_the_new_version_and_flags_both_journals(
         recompute_totals(company, report)
     admin_concur(sandbox).approve(report_id)
 
-    result = sync.run(db, settings, env["cid"], "expenses")
+    result = FLOWS.sync(db, settings, env["cid"], "expenses")
     assert len(result.records) == 1
     second = result.records[0][0]
     assert record(db, second).source_id == report_id
@@ -259,7 +259,7 @@ def test_reapproved_report_posts_the_new_version_and_flags_both_journals(
     (flag,) = audits(db, second, "new_version")
     assert first_journal in flag.message and rec.target_id in flag.message
     # One journal per version: polling again and re-driving both records changes nothing.
-    assert sync.run(db, settings, env["cid"], "expenses").records == []
+    assert FLOWS.sync(db, settings, env["cid"], "expenses").records == []
     assert drive(db, settings, first) == "posted" and drive(db, settings, second) == "posted"
     assert len(Journals(env["zoho"]).find_by_reference(report_id)) == 2
 

@@ -10,10 +10,10 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select
 
-from connector import connections, intake, sync
+from connector import connections, sync
 from connector.db import Database
-from connector.flows import payables
 from connector.models import MappingRules, Step, SyncCursor, SyncRecord, WebhookEvent
+from flows import FLOWS, payables
 from tests.connector.flows import payables_support as ps
 
 
@@ -67,10 +67,10 @@ def test_signed_webhook_becomes_one_record_per_version(env: Any, fmt: str) -> No
         e.id for e in events
     ]
 
-    out = [intake.process(env.db, e.id) for e in events]
+    out = [FLOWS.process_event(env.db, e.id) for e in events]
     [bill_rec, invoice_rec] = records(env.db)
     assert out == [[(bill_rec.id, Step.FETCH)], [(invoice_rec.id, Step.FETCH)]]
-    assert intake.process(env.db, events[0].id) == []  # processed once
+    assert FLOWS.process_event(env.db, events[0].id) == []  # processed once
     assert bill_rec.source_id == f"bill:{bill['bill_id']}" and bill_rec.source_type == "bill"
     assert invoice_rec.source_id == f"invoice:{invoice['invoice_id']}"
     assert bill_rec.stable_ref == bill["bill_number"] and bill_rec.target_system == "concur"
@@ -87,7 +87,7 @@ def test_signed_webhook_becomes_one_record_per_version(env: Any, fmt: str) -> No
 
 def test_poll_and_webhook_for_the_same_version_make_one_record(env: Any) -> None:
     bill = env.admin.zoho_create(ps.ORG, "bill", vendor_name="Delta Air Lines", amount=12)
-    first = sync.run(env.db, env.settings, env.cid, "payables")
+    first = FLOWS.sync(env.db, env.settings, env.cid, "payables")
     assert [rid for rid, _ in first.records] == [r.id for r in records(env.db)]
     [rec] = records(env.db)
     assert rec.source_version == payables.hint_version("bill", bill)
@@ -99,13 +99,13 @@ def test_poll_and_webhook_for_the_same_version_make_one_record(env: Any) -> None
 
     ps.drive(env.db, env.settings, rec.id)
     assert ps.record(env.db, rec.id).state == "posted"
-    again = sync.run(env.db, env.settings, env.cid, "payables")  # overlap re-reads it
+    again = FLOWS.sync(env.db, env.settings, env.cid, "payables")  # overlap re-reads it
     assert again.records == [] and len(records(env.db)) == 1
     assert len(ps.requests_numbered(env.sandbox, bill["bill_number"])) == 1
 
 
 def test_cursor_starts_at_the_connection_and_only_moves_forward(env: Any) -> None:
-    empty = sync.run(env.db, env.settings, env.cid, "payables")
+    empty = FLOWS.sync(env.db, env.settings, env.cid, "payables")
     assert (
         empty.records == []
     )  # the seeded documents predate the connection: a backfill, not missed
@@ -117,7 +117,7 @@ def test_cursor_starts_at_the_connection_and_only_moves_forward(env: Any) -> Non
     invoice = env.admin.zoho_create(
         ps.ORG, "invoice", customer_name="Globex Corporation", amount=30
     )
-    result = sync.run(env.db, env.settings, env.cid, "payables")
+    result = FLOWS.sync(env.db, env.settings, env.cid, "payables")
     assert len(result.records) == 2 and "bills: 1 seen, 1 new" in result.summary
     cursor = dt.datetime.fromisoformat(sync.read_cursor(env.db, env.cid, "payables"))
     assert cursor > start
@@ -125,7 +125,7 @@ def test_cursor_starts_at_the_connection_and_only_moves_forward(env: Any) -> Non
 
     env.admin.advance_clock(30)
     edited = env.admin.zoho_edit(ps.ORG, "bill", bill["bill_id"], amount=13)
-    result = sync.run(env.db, env.settings, env.cid, "payables")
+    result = FLOWS.sync(env.db, env.settings, env.cid, "payables")
     versions = {(r.source_id, r.source_version) for r in records(env.db)}
     assert (
         len(result.records) == 1
@@ -134,7 +134,7 @@ def test_cursor_starts_at_the_connection_and_only_moves_forward(env: Any) -> Non
     later = dt.datetime.fromisoformat(sync.read_cursor(env.db, env.cid, "payables"))
     assert later > cursor
 
-    quiet = sync.run(env.db, env.settings, env.cid, "payables")
+    quiet = FLOWS.sync(env.db, env.settings, env.cid, "payables")
     assert (
         quiet.records == []
         and dt.datetime.fromisoformat(sync.read_cursor(env.db, env.cid, "payables")) == later
@@ -145,7 +145,7 @@ def test_cursor_starts_at_the_connection_and_only_moves_forward(env: Any) -> Non
 
 def test_poll_pages_through_every_change(env: Any) -> None:
     env.admin.generate("zoho.bills", 450, organization_id=ps.ORG)
-    result = sync.run(env.db, env.settings, env.cid, "payables")
+    result = FLOWS.sync(env.db, env.settings, env.cid, "payables")
     assert len(result.records) == 450
     calls = env.admin.stats()["per_endpoint"]
     assert (
@@ -171,11 +171,11 @@ def test_excluded_kind_is_ignored_by_webhook_and_poll(env: Any, include: Any) ->
         stored = inbox.store(s, source="zoho", dedupe_key="x", body=b'{"invoice": {}}', headers={},
                              connection_id=env.cid, event_type="invoice")  # fmt: skip
         s.get(WebhookEvent, stored.event_id).body = __import__("json").dumps({"invoice": invoice})
-    assert intake.process(env.db, stored.event_id) == []
+    assert FLOWS.process_event(env.db, stored.event_id) == []
     with env.db.session() as s:
         event = s.get(WebhookEvent, stored.event_id)
         assert event.status == "ignored" and "not in payables.include" in event.note
-    assert sync.run(env.db, env.settings, env.cid, "payables").records == []
+    assert FLOWS.sync(env.db, env.settings, env.cid, "payables").records == []
     assert records(env.db) == []
 
 
@@ -183,7 +183,7 @@ def test_poll_is_quiet_without_payables_rules(env: Any) -> None:
     with env.db.session() as s:
         s.execute(MappingRules.__table__.delete())
     env.admin.zoho_create(ps.ORG, "bill", vendor_name="Delta Air Lines", amount=12)
-    result = sync.run(env.db, env.settings, env.cid, "payables")
+    result = FLOWS.sync(env.db, env.settings, env.cid, "payables")
     assert result.records == [] and "no payables rules" in result.summary
 
 

@@ -14,8 +14,8 @@ from sqlalchemy import select, update
 
 from connector import pipeline
 from connector.db import Database
-from connector.flows import payables
 from connector.models import SyncRecord, VendorLink
+from flows import FLOWS, payables
 from sandbox.concur.admin import ConcurAdmin
 from tests.connector.flows import payables_support as ps
 
@@ -444,7 +444,7 @@ def test_two_versions_never_post_at_once(env: Any) -> None:
     v1 = ps.new_record(env.db, env.cid, "bill", bill)
     for _ in range(3):  # fetch, map, validate (v1 fetched the first version)
         step = ps.record(env.db, v1).step
-        pipeline.run_step(
+        FLOWS.run_step(
             env.db, v1, pipeline.Step(step), owner="a", lease_seconds=60, settings=env.settings
         )
     new_version(env)
@@ -452,7 +452,7 @@ def test_two_versions_never_post_at_once(env: Any) -> None:
     v2 = ps.new_record(env.db, env.cid, "bill", edited)
     for _ in range(3):
         step = ps.record(env.db, v2).step
-        pipeline.run_step(
+        FLOWS.run_step(
             env.db, v2, pipeline.Step(step), owner="b", lease_seconds=60, settings=env.settings
         )
     assert ps.record(env.db, v1).step == ps.record(env.db, v2).step == "post"
@@ -462,7 +462,7 @@ def test_two_versions_never_post_at_once(env: Any) -> None:
     worker = threading.Thread(
         target=lambda: outcome.setdefault(
             "v1",
-            pipeline.run_step(
+            FLOWS.run_step(
                 env.db, v1, pipeline.Step.POST, owner="a", lease_seconds=60, settings=env.settings
             ),
         )
@@ -472,7 +472,7 @@ def test_two_versions_never_post_at_once(env: Any) -> None:
     while not payables._claimed(ps.record(env.db, v1)):  # poll the ledger, no fixed sleep
         assert time.monotonic() < deadline, "v1 never claimed the document"
         time.sleep(0.02)
-    second = pipeline.run_step(
+    second = FLOWS.run_step(
         env.db, v2, pipeline.Step.POST, owner="b", lease_seconds=60, settings=env.settings
     )
     assert second.action == "done" and second.state == "waiting"  # waits in the database

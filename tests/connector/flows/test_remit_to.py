@@ -1,4 +1,4 @@
-"""Remit-to address resolution (``connector.flows.remit_to``): a vendor with several Concur
+"""Remit-to address resolution (``flows.remit_to``): a vendor with several Concur
 remit-to addresses never reaches Concur without an ``AddressCode`` (Concur refuses it: "more
 than one vendor matches"); the record waits with code ``remit_to`` instead, and the rules file
 settles it. Run against the sandbox, whose GLOBEX vendor has two addresses (HQ, REMIT2)."""
@@ -11,11 +11,11 @@ from typing import Any
 import pytest
 from sqlalchemy import update
 
-from connector import backfill, operations, pipeline
+from connector import operations, pipeline
 from connector.db import Database
 from connector.errors import ParkError
-from connector.flows import payables, remit_to
 from connector.models import SyncRecord, VendorLink
+from flows import backfill, payables, remit_to
 from tests.connector.flows import payables_support as ps
 
 

@@ -21,10 +21,12 @@ import pytest
 from freezegun import freeze_time
 from sqlalchemy import select
 
-from connector import pipeline, sync, vendors
+from connector import pipeline
 from connector.config import Settings
 from connector.db import Database
 from connector.models import AuditEvent, RecordState, Step, SyncRecord
+from flows import FLOWS
+from flows import vendor_engine as vendors
 
 CONCUR_VENDORS = "/concur/*/api/v3.1/invoice/vendors"
 
@@ -81,7 +83,7 @@ def _run_post_steps(
     db: Database, settings: Settings, due: list[tuple[int, Step]]
 ) -> list[str | None]:
     return [
-        pipeline.run_step(
+        FLOWS.run_step(
             db, rid, step, owner="worker-1:1:t", lease_seconds=60, settings=settings
         ).state
         for rid, step in due
@@ -106,7 +108,7 @@ def test_lost_create_answer_is_handed_to_the_post_step_and_posted_once(
     admin.add_fault("POST", CONCUR_VENDORS, "commit_then_fail")
     posts = _vendor_posts(admin)
 
-    result = sync.run(db, settings, connected, vendors.FLOW)  # what beat's sync.poll runs
+    result = FLOWS.sync(db, settings, connected, vendors.FLOW)  # what beat's sync.poll runs
 
     records = _creates(db)
     assert len(records) == 6 and {r.state for r in records} == {RecordState.POSTING.value}

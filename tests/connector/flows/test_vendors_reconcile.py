@@ -13,10 +13,12 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from connector import rules, sync, vendors
+from connector import rules
 from connector.config import Settings
 from connector.db import Database
 from connector.models import AuditEvent, SyncRecord, VendorLink
+from flows import FLOWS
+from flows import vendor_engine as vendors
 from mappings.vendors import normalize_name
 
 ZOHO_ORG = "10234695"
@@ -409,7 +411,7 @@ def test_contact_webhook_runs_a_single_vendor_sync_through_the_ledger(
 ) -> None:
     import json
 
-    from connector import inbox, intake, pipeline
+    from connector import inbox
     from connector.models import Step
 
     assert vendors.reconcile(db, settings, connected).status == "ok"
@@ -423,11 +425,11 @@ def test_contact_webhook_runs_a_single_vendor_sync_through_the_ledger(
             s, source="zoho", dedupe_key=f"contact:{contact['contact_id']}", body=body,
             headers={}, connection_id=connected, event_type="contact",
         )  # fmt: skip
-    todo = intake.process(db, stored.event_id, settings)
+    todo = FLOWS.process_event(db, stored.event_id, settings)
     assert len(todo) == 1
     record_id, step = todo[0]
     while step is not None:
-        result = pipeline.run_step(
+        result = FLOWS.run_step(
             db, record_id, Step(step), owner="test", lease_seconds=60, settings=settings
         )
         step = result.next_step if result.action == "next" else None
@@ -444,13 +446,13 @@ def test_contact_webhook_runs_a_single_vendor_sync_through_the_ledger(
             body=json.dumps({"contact": {**contact, **{"last_modified_time": vendors.link_for_zoho(db, connected, contact["contact_id"]).zoho_snapshot["last_modified_time"]}}}).encode(),  # type: ignore[union-attr]
             headers={},
         )  # fmt: skip
-    assert intake.process(db, echo.event_id, settings) == []
+    assert FLOWS.process_event(db, echo.event_id, settings) == []
 
 
 def test_sync_pass_is_registered(db: Database, connected: int, settings: Settings) -> None:
-    result = sync.run(db, settings, connected, "vendors")
+    result = FLOWS.sync(db, settings, connected, "vendors")
     assert result.records == [] and result.summary.startswith("ok:")
-    assert "vendors" in sync.available()
+    assert "vendors" in FLOWS.polled()
 
 
 # --------------------------------------------------------------------------- the sweeper path
@@ -476,7 +478,7 @@ def test_sweeper_finishes_an_orphaned_create_through_the_pipeline(
         due = pipeline.due_for_redrive(db, stale_after=settings.lease_seconds)
     assert len(due) == 6 and {step for _, step in due} == {Step.POST}
     for record_id, step in due:
-        result = pipeline.run_step(db, record_id, step, owner="sweeper-test", lease_seconds=60,
+        result = FLOWS.run_step(db, record_id, step, owner="sweeper-test", lease_seconds=60,
                                    settings=settings)  # fmt: skip
         assert result.state == "posted"
     assert admin.duplicates() == seeded

@@ -20,9 +20,9 @@ import pytest
 import responses
 from click.testing import CliRunner
 
+from cli.main import main
 from connector import config, connections, ping
 from connector.api.oauth import CredentialView
-from connector.cli import main
 from connector.config import Settings
 from connector.models import Credential
 from connector.vault import Vault

@@ -52,8 +52,9 @@ from connector.errors import (
     TokenExpiredError,
     ValidationFailed,
 )
-from connector.flows import StepContext
 from connector.models import RecordState, Step, SyncRecord, WebhookEvent
+from connector.registry import Flow, IntakeHook
+from connector.steps import StepContext
 from connector.zoho.catalog import ZohoCatalog
 from connector.zoho.client import ZohoBooksClient
 from connector.zoho.journals import ExchangeRates, Journals
@@ -239,7 +240,7 @@ def handle_event(
     return intake.IntakeResult([])
 
 
-intake.register("concur", "statusChanged", handle_event, prepare=prepare_event)
+HOOKS = {("concur", "statusChanged"): IntakeHook(handle_event, prepare=prepare_event)}
 
 
 # =========================================================================== poll (back-stop)
@@ -310,7 +311,6 @@ def poll(db: Database, settings: Settings, connection_id: int) -> sync.PassResul
     )
 
 
-sync.register(FLOW, poll)
 
 
 # =========================================================================== Zoho lookups (cached)
@@ -678,3 +678,6 @@ def _reloadable(exc: ParkError) -> bool:
 
 handler = ExpensesFlow()
 flow_rules.register_flow_sections()
+
+#: What the engine runs for this flow (``flows.FLOWS``).
+DEFINITION = Flow(handler, intake=HOOKS, poll=poll)

@@ -1,13 +1,13 @@
-"""The flow registry: which handler runs the steps of each flow.
+"""The contract between the pipeline engine and a flow: what a step gets and what it returns.
 
-A handler is a plain object with ``fetch``, ``map``, ``validate``, ``find_existing`` and
-``post`` (see ``FlowHandler``); the generic pipeline in ``connector.pipeline`` drives it through
-the ledger. Flows are looked up by name so that task messages carry only a record id.
+The engine (``connector.pipeline``) drives any object that satisfies ``FlowHandler`` through the
+ledger; the flows themselves live above the core, in the top-level ``flows`` package, and reach
+the engine through an explicit ``connector.registry.Registry`` (issue #16: the core never imports
+a flow, and nothing registers itself by being imported).
 """
 
 from __future__ import annotations
 
-import importlib
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -32,15 +32,6 @@ class StepContext:
     task_id: str | None = None
 
 
-#: Built-in flows, imported on first use so a worker only loads what it runs.
-BUILTIN: dict[str, str] = {
-    "selftest": "connector.flows.selftest:handler",
-    "expenses": "connector.flows.expenses:handler",
-    "payables": "connector.flows.payables:handler",
-    "vendors": "connector.flows.vendors:handler",
-}
-
-
 @dataclass(frozen=True)
 class PostResult:
     """What ``post`` may return instead of a bare target id, to say what it did.
@@ -52,9 +43,6 @@ class PostResult:
     target_id: str
     outcome: str = "posted"
     message: str | None = None
-
-
-_registry: dict[str, FlowHandler] = {}
 
 
 class FlowHandler(Protocol):
@@ -87,19 +75,3 @@ class FlowHandler(Protocol):
     def post(self, ctx: StepContext, record: SyncRecord) -> str | PostResult:
         """Create the target object and return its id (or a ``PostResult`` saying more)."""
         ...
-
-
-def register(handler: FlowHandler) -> None:
-    _registry[handler.name] = handler
-
-
-def get(name: str) -> FlowHandler:
-    handler = _registry.get(name)
-    if handler is None:
-        target = BUILTIN.get(name)
-        if target is None:
-            raise KeyError(f"no flow named {name!r}")
-        module_name, attr = target.split(":")
-        handler = getattr(importlib.import_module(module_name), attr)
-        _registry[name] = handler
-    return handler

@@ -17,8 +17,8 @@ from connector.errors import (
     RetryableError,
     ValidationFailed,
 )
-from connector.flows import StepContext
 from connector.models import SyncRecord
+from connector.steps import StepContext
 
 
 class SelfTestFlow:

@@ -16,7 +16,7 @@ an explicit ``since`` and page by page in a stable order (oldest created first),
   be posted with the validation result (:func:`dry_run_item`).
 - **ETA** from the rate limits and the Zoho daily quota (:func:`eta_seconds`, docs/backfill.md).
 
-Nothing here imports Flask or Celery; the CLI (``connector/commands/backfill.py``) enqueues.
+Nothing here imports Flask or Celery; the CLI (``cli/commands/backfill.py``) enqueues.
 """
 
 from __future__ import annotations
@@ -520,7 +520,7 @@ class PayablesSource(_Base):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        from connector.flows import payables
+        from flows import payables
 
         self.mod = payables
         with self.db.session() as session:
@@ -597,7 +597,7 @@ class PayablesSource(_Base):
     def _vendor(self, doc: Any, rules_: Any) -> Any:
         """The Concur vendor the map step would use, read-only (never asks the vendors flow to
         create one; a missing link is reported as the wait it would cause)."""
-        from connector.flows import remit_to
+        from flows import remit_to
         from mappings.payables import VendorRef
 
         with self.db.session() as session:
@@ -654,7 +654,7 @@ class ExpensesSource(_Base):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        from connector.flows import expenses
+        from flows import expenses
 
         self.mod = expenses
         if not expenses.enabled(self.db, self.connection_id):
@@ -755,7 +755,7 @@ class VendorsSource(_Base):
         )
 
     def ensure(self, session: Session, part: int, item: Mapping[str, Any]) -> Any:
-        from connector import vendors as engine
+        from flows import vendor_engine as engine
 
         contact_id = str(item.get("contact_id") or "")
         if not contact_id:
@@ -803,7 +803,7 @@ class VendorsSource(_Base):
     def plan(self) -> dict[str, Any]:
         """The reconciliation's decisions (``vendors diff --full``), computed once."""
         if self._plan is None:
-            from connector import vendors as engine
+            from flows import vendor_engine as engine
 
             report = engine.reconcile(
                 self.db, self.settings, self.connection_id, dry_run=True, full=True

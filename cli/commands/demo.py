@@ -2,7 +2,7 @@
 
 Reuses a running ``connector run`` of the same var dir (its ``run.json``), or starts one on the
 embedded default in a temporary var dir (so a demo never touches ``var/``), then runs
-``connector.demo.run_scenario`` and prints the table. Exit 0 only if every flow completed.
+``cli.demo.run_scenario`` and prints the table. Exit 0 only if every flow completed.
 Importing this module loads neither Celery nor Flask.
 """
 
@@ -44,11 +44,11 @@ class _Stack:
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self, timeout: float) -> Any:
-        from connector import demo
+        from cli import demo
 
         port, sandbox_port = _free_port(), _free_port()
         env = demo.embedded_env(os.environ, self.var_dir)
-        argv = [sys.executable, "-m", "connector.cli", "run", "--port", str(port),
+        argv = [sys.executable, "-m", "cli.main", "run", "--port", str(port),
                 "--sandbox-port", str(sandbox_port)]  # fmt: skip
         click.echo(f"starting the stack (sandbox, web, worker + beat) in {self.var_dir.parent}")
         with self.log.open("wb") as out:
@@ -98,7 +98,7 @@ def register(main: click.Group) -> None:
         approves a report in Concur (signed event), waits for the three records and prints
         them with their states, target ids and API calls. Exit 0 iff all three were posted.
         """
-        from connector import demo
+        from cli import demo
         from connector.config import DEFAULT_VAR_DIR, Settings
         from connector.db import Database
 

@@ -1,6 +1,6 @@
 """``connector connections|connect|ping|webhooks|concur|mappings``: set up and check connections.
 
-Registered on the main group by ``connector.cli``. Every command prints one readable error line
+Registered on the main group by ``cli.main``. Every command prints one readable error line
 and exits non-zero on failure (``friendly_errors``); nothing prints a token or a secret except
 ``webhooks zoho``, whose whole point is to show the signing secret to paste into Zoho.
 """
@@ -15,7 +15,7 @@ from typing import Any
 
 import click
 
-from connector.commands import common
+from cli.commands import common
 from connector.config import Settings
 from connector.db import Database
 

@@ -18,9 +18,10 @@ from typing import Any
 
 import click
 
+from cli.commands.common import friendly_errors, load_settings
 from connector import __version__
-from connector.commands.common import friendly_errors, load_settings
 from connector.errors import ConfigurationError, ConnectorError
+from flows import FLOWS
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -146,15 +147,15 @@ def selftest(timeout: float) -> None:
 @friendly_errors
 def sync_now(connection: str, flows: tuple[str, ...]) -> None:
     """Run the polling pass of each flow for a connection now and enqueue what it finds."""
-    from connector import connections, sync
+    from connector import connections
     from connector.db import get_database
     from tasks.pipeline import enqueue
 
     settings = _settings()
     db = get_database(settings.database_url)
     connection_id = connections.resolve(db, connection).id
-    for flow in flows or tuple(sync.available()):
-        result = sync.run(db, settings, connection_id, flow)
+    for flow in flows or tuple(FLOWS.polled()):
+        result = FLOWS.sync(db, settings, connection_id, flow)
         for record_id, step in result.records:
             enqueue(record_id, step)
         click.echo(f"{flow}: {len(result.records)} record(s) enqueued. {result.summary}".strip())
@@ -252,10 +253,10 @@ def run(
     With the sandbox, the sandbox starts first; its ESS public key is saved under var/ and
     given to the web process (CONCUR_WEBHOOK_PUBLIC_KEYS), and the demo connection
     ("sandbox-demo") is created, authorized on both sides, given the demo rules and wired to
-    the sandbox's Zoho webhook and Concur event subscription (connector/demo.py), so a bill
+    the sandbox's Zoho webhook and Concur event subscription (cli/demo.py), so a bill
     created on the sandbox page goes through the pipeline.
     """
-    from connector import demo
+    from cli import demo
     from connector.migrate import upgrade
 
     settings = _settings()
@@ -388,7 +389,7 @@ def _sandbox_setup(
     ``fresh``: the sandbox started without a snapshot, so the stored credentials cannot work
     and are re-issued at once; after a restore they are tried first (``demo.set_up``).
     """
-    from connector import demo
+    from cli import demo
     from connector.config import Settings
     from connector.db import get_database
 
@@ -440,28 +441,28 @@ def _supervise(procs: list[tuple[str, subprocess.Popen[bytes]]]) -> None:
     sys.exit(exit_code)
 
 
-# Connections, authorization, ping, webhook and ESS set-up, rules (connector/commands/connections.py).
-from connector.commands.connections import register as _register_connection_commands  # noqa: E402
+# Connections, authorization, ping, webhook and ESS set-up, rules (cli/commands/connections.py).
+from cli.commands.connections import register as _register_connection_commands  # noqa: E402
 
 _register_connection_commands(main)
 
-# Operator commands: replay, records list/show (connector/commands/ops.py).
-from connector.commands.ops import register as _register_ops_commands  # noqa: E402
+# Operator commands: replay, records list/show (cli/commands/ops.py).
+from cli.commands.ops import register as _register_ops_commands  # noqa: E402
 
 _register_ops_commands(main)
 
-# Vendor master: vendors diff (connector/commands/vendors.py).
-from connector.commands import vendors as _vendors  # noqa: E402
+# Vendor master: vendors diff (cli/commands/vendors.py).
+from cli.commands import vendors as _vendors  # noqa: E402
 
 _vendors.register(main)
 
 
-# Backfill and demo (connector/commands/backfill.py, connector/commands/demo.py).
-from connector.commands import backfill as _backfill  # noqa: E402
+# Backfill and demo (cli/commands/backfill.py, cli/commands/demo.py).
+from cli.commands import backfill as _backfill  # noqa: E402
 
 _backfill.register(main)
 
-from connector.commands import demo as _demo  # noqa: E402
+from cli.commands import demo as _demo  # noqa: E402
 
 _demo.register(main)
 

@@ -1,10 +1,10 @@
 """The vendors flow: registration of the reconciliation pass, the contact-webhook intake and the
-ledger handler for the flow's records (the engine is ``connector.vendors``; docs/vendors.md).
+ledger handler for the flow's records (the engine is ``flows.vendor_engine``; docs/vendors.md).
 
 Records of flow ``vendors`` are of three kinds (``source_type``):
 
 - ``contact``: a Zoho contact webhook (or another flow) asked for one vendor to be synced. The
-  pipeline runs it on the ``default`` queue; ``post`` is ``connector.vendors.sync_one``.
+  pipeline runs it on the ``default`` queue; ``post`` is ``flows.vendor_engine.sync_one``.
 - ``zoho_contact`` / ``concur_vendor``: the write-ahead record of a create the reconciliation
   made (Zoho contact -> Concur vendor, Concur vendor -> Zoho contact). The reconciliation drives
   them itself; the pipeline only sees one when the sweeper re-drives it (the pass died
@@ -21,18 +21,19 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from connector import intake, ledger, quota, sync
-from connector import vendors as engine
 from connector.config import Settings
 from connector.db import Database
 from connector.errors import QuotaReserveError, ValidationFailed
-from connector.flows import PostResult, StepContext
 from connector.models import Step, SyncRecord, VendorLink, WebhookEvent
+from connector.registry import Flow, IntakeHook
+from connector.steps import PostResult, StepContext
+from flows import vendor_engine as engine
 
 log = logging.getLogger(__name__)
 
 FLOW = engine.FLOW
 
-# Re-exported for the payables flow (``connector.flows.vendors.request_vendor_sync``).
+# Re-exported for the payables flow (``flows.vendors.request_vendor_sync``).
 request_vendor_sync = engine.request_vendor_sync
 sync_one = engine.sync_one
 
@@ -124,7 +125,8 @@ def handle_contact_event(
     return intake.IntakeResult([(record.id, Step.FETCH)] if created else [])
 
 
-intake.register("zoho", "contact", handle_contact_event)
+#: What the engine runs for this flow (``flows.FLOWS``).
+HOOKS = {("zoho", "contact"): IntakeHook(handle_contact_event)}
 
 
 # --------------------------------------------------------------------------- polling pass
@@ -145,4 +147,4 @@ def reconcile_pass(db: Database, settings: Settings, connection_id: int) -> sync
     return sync.PassResult([(rid, Step.POST) for rid in report.unresolved], report.summary())
 
 
-sync.register(FLOW, reconcile_pass)
+DEFINITION = Flow(handler, intake=HOOKS, poll=reconcile_pass)

@@ -13,7 +13,8 @@ from typing import Any
 
 import click
 
-from connector.commands import common
+from cli.commands import common
+from flows import FLOWS
 
 REPLAY_STATES = ("dead", "failed", "waiting", "needs_reauth")
 LIST_STATES = (
@@ -115,6 +116,7 @@ def replay_command(
         requested_by=_who(),
         enqueue=enqueue,
         verify=verify,
+        registry=FLOWS,
         allowed_states=set(REPLAY_STATES) if ids else {state or ""},
         limit=limit,
     )

@@ -1,6 +1,6 @@
 """``connector vendors diff ID [--json] [--full]``: what a vendor reconciliation would do.
 
-A dry run of ``connector.vendors.reconcile``: it lists both sides and prints the decisions
+A dry run of ``flows.vendor_engine.reconcile``: it lists both sides and prints the decisions
 (linked, would create on each side, would update field by field, ambiguous) without writing
 anything to Zoho, Concur or the database (no lock, no cursor, no audit rows). ``connector sync
 ID --flow vendors`` runs the pass for real.
@@ -13,7 +13,7 @@ from typing import Any
 
 import click
 
-from connector.commands import common
+from cli.commands import common
 
 _errors = common.friendly_errors
 
@@ -84,10 +84,11 @@ def register(main: click.Group) -> None:
     @_errors
     def diff(connection: str, as_json: bool, full: bool) -> None:
         """Show what a vendor reconciliation would do, changing nothing."""
-        from connector import connections, vendors
+        from connector import connections
         from connector.config import get_settings
         from connector.db import get_database
         from connector.logs import configure_logging
+        from flows import vendor_engine as vendors
 
         settings = get_settings()
         configure_logging(settings.log_level)

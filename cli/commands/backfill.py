@@ -1,6 +1,6 @@
 """``connector backfill ID --flow F --since DATE [--dry-run] [--json-lines FILE]``.
 
-Thin Click wrapper around ``connector.backfill`` (docs/backfill.md). Celery is imported only to
+Thin Click wrapper around ``flows.backfill`` (docs/backfill.md). Celery is imported only to
 enqueue, inside the command, so importing this module loads neither Celery nor Flask.
 """
 
@@ -14,12 +14,12 @@ from typing import Any, TextIO
 
 import click
 
-from connector.commands import common
+from cli.commands import common
 from connector.errors import ConnectorError, QuotaExhaustedError, QuotaReserveError
 
 
 def _quota_spent(exc: ConnectorError) -> int:
-    from connector.backfill import human_duration
+    from flows.backfill import human_duration
 
     retry_after = getattr(exc, "retry_after", 0.0)
     if isinstance(exc, QuotaReserveError):
@@ -100,10 +100,11 @@ def register(main: click.Group) -> None:
         same command continues where it stopped. --dry-run shows what would be posted, with
         the validation result of each document, and changes nothing.
         """
-        from connector import backfill, connections
+        from connector import connections
         from connector.config import get_settings
         from connector.db import get_database
         from connector.logs import configure_logging
+        from flows import backfill
 
         settings = get_settings()
         configure_logging(settings.log_level)
@@ -128,7 +129,7 @@ def _dry_run(
     limit: int | None,
     json_lines: Path | None,
 ) -> None:
-    from connector import backfill
+    from flows import backfill
 
     out: TextIO | None = None
     if json_lines is not None:

@@ -52,7 +52,6 @@ from connector.errors import (
     RetryableError,
     ValidationFailed,
 )
-from connector.flows import PostResult, StepContext, remit_to
 from connector.models import (
     Connection,
     MappingRules,
@@ -62,7 +61,10 @@ from connector.models import (
     VendorLink,
     WebhookEvent,
 )
+from connector.registry import Flow, IntakeHook
+from connector.steps import PostResult, StepContext
 from connector.zoho.documents import documents
+from flows import remit_to
 from mappings.payables import (
     PayablesRules,
     VendorRef,
@@ -274,7 +276,7 @@ def request_vendor_sync(ctx: StepContext, connection_id: int, contact_id: str) -
     connection_id, zoho_contact_id)`` when that flow is installed.
     """
     try:
-        from connector.flows import vendors as vendor_flow
+        from flows import vendors as vendor_flow
     except ImportError:
         log.info("vendors flow not installed; cannot ask it to sync contact %s", contact_id)
         return False
@@ -986,6 +988,7 @@ def _batches(items: Iterable[Any], size: int) -> Iterable[list[Any]]:
 
 handler = PayablesFlow()
 
-for _kind in KINDS:
-    intake.register("zoho", _kind, intake_document)
-sync.register(FLOW, poll)
+#: What the engine runs for this flow (``flows.FLOWS``).
+DEFINITION = Flow(
+    handler, intake={("zoho", kind): IntakeHook(intake_document) for kind in KINDS}, poll=poll
+)

@@ -1,0 +1,1 @@
+"""Groups of ``connector`` subcommands, each registered on the main group by ``cli.main``."""

@@ -1,1 +1,0 @@
-"""Groups of ``connector`` subcommands, each registered on the main group by ``connector.cli``."""
