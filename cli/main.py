@@ -47,6 +47,24 @@ def show_config() -> None:
     for key, value in settings.safe_summary().items():
         click.echo(f"{key:28} {value}")
     click.echo(f"{'mode':28} {'embedded' if settings.embedded else 'production'}")
+    _show_ess_keys(settings.concur_webhook_public_keys)
+
+
+def _show_ess_keys(paths: tuple[str, ...]) -> None:
+    """List the Concur signing keys with their end dates; warn (stderr, exit 0) before they lapse.
+
+    A warning, not a refusal: the keys still verify today, and the fix (adding next year's key)
+    is the operator's to schedule.
+    """
+    from connector.ess_keys import describe_all, expiry_warning
+
+    keys = describe_all(paths)
+    for key in keys:
+        fingerprint = f"sha256:{key.fingerprint[:16]}…" if key.fingerprint else "-"
+        click.echo(f"{'concur ESS key':28} {key.path}  {key.kind}  {fingerprint}  until {key.end}")
+    warning = expiry_warning(keys)
+    if warning:
+        click.echo(f"warning: {warning}", err=True)
 
 
 # --------------------------------------------------------------------------- db

@@ -7,7 +7,8 @@ and tasks decide retry / park / fail / re-auth from the class alone.
 - ``RetryableError``      → retry later with back-off (5xx, timeouts, connection resets, 429s).
 - ``ParkError``           → the record goes ``waiting`` with a human reason (missing vendor,
                             account, mapping, currency) and is retried on a long back-off.
-- ``FatalError``          → the record goes ``failed`` with the vendor's message (definitive 4xx).
+- ``FatalError``          → the record goes ``failed`` with the vendor's message (definitive 4xx,
+                            or a 2xx in a shape we cannot read: ``UnexpectedResponseError``).
 - ``ReauthRequired``      → the connection and its records go ``needs_reauth``.
 - ``ConfigurationError``  → the process refuses to start; lists every problem at once.
 """
@@ -149,6 +150,56 @@ class QuotaReserveError(QuotaExhaustedError):
 
 class FatalError(ApiError):
     """Raised for a definitive 4xx: the record goes ``failed`` with the vendor's message."""
+
+
+class UnexpectedResponseError(FatalError):
+    """Raised when a vendor answers 2xx in a shape none of the documented variants match.
+
+    Retrying would get the same answer, so the record fails with a message a person can act on:
+    the URL (never its query string) and the key names seen (never their values, which may be
+    personal data). Built by ``connector.api.shapes``; ``keys_seen`` and ``expected`` carry the
+    same facts for code.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        keys_seen: list[str] | None,
+        expected: list[str],
+        system: str = "",
+        what: str = "response",
+    ) -> None:
+        from urllib.parse import urlsplit
+
+        parts = urlsplit(url)
+        bare = f"{parts.scheme}://{parts.netloc}{parts.path}" if parts.netloc else parts.path
+        seen = "not a JSON object" if keys_seen is None else f"keys {keys_seen or '(none)'}"
+        super().__init__(
+            f"unexpected {what} shape from {bare}: expected one of {expected}, got {seen}",
+            system=system,
+            method="GET",
+            path=bare,
+        )
+        self.url = bare
+        self.keys_seen = keys_seen
+        self.expected = expected
+        self._what = what
+
+    def __reduce__(self) -> Any:
+        # Exceptions pickle as cls(*args); ours needs its keywords back (Celery results).
+        return (
+            _rebuild_unexpected,
+            (self.url, self.keys_seen, self.expected, self.system, self._what),
+        )
+
+
+def _rebuild_unexpected(
+    url: str, keys_seen: list[str] | None, expected: list[str], system: str, what: str
+) -> UnexpectedResponseError:
+    return UnexpectedResponseError(
+        url, keys_seen=keys_seen, expected=expected, system=system, what=what
+    )
 
 
 class InvalidRequestError(FatalError):

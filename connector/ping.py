@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from connector import connections
+from connector.concur.resources import vendor_items
 from connector.config import Settings
 from connector.db import Database, utcnow
 from connector.errors import ApiError, ConnectorError
@@ -132,8 +133,10 @@ def ping_concur(db: Database, settings: Settings, connection_id: int) -> list[Ch
         return f"company {company_id}" + (" (token subject matches)" if subject else "")
 
     def vendors() -> str:
-        body = state["client"].vendors.search(limit=1)
-        return f"{body.get('TotalCount', len(body.get('Items') or []))} vendor(s) readable"
+        vendors = state["client"].vendors
+        body = vendors.search(limit=1)
+        found = vendor_items(body, url=vendors.url)  # an unreadable shape fails the check
+        return f"{body.get('TotalCount', len(found))} vendor(s) readable"
 
     checks.append(_run("concur", "token", token))
     if checks[-1].ok:

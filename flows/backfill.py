@@ -630,8 +630,7 @@ class PayablesSource(_Base):
         same_address = address.upper() == link.concur_address_code.strip().upper()
         if same_address and name and (country or rules_.country_code):
             return VendorRef(code, address, country, currency, name)
-        body = self.concur().vendors.search(vendorCode=code, addressCode=address, limit=10)
-        for v in body.get("Items") or body.get("Vendor") or []:
+        for v in self.concur().vendors.find(vendorCode=code, addressCode=address, limit=10):
             if str(v.get("VendorCode", "")).upper() == code.upper() and (
                 str(v.get("AddressCode", "")).upper() == address.upper()
             ):

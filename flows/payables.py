@@ -461,10 +461,9 @@ class PayablesFlow:
             cached = _vendor_cache.get(key)
         if cached is not None and cached[0] > time.monotonic():
             return cached[1]
-        body = concur().vendors.search(vendorCode=code, addressCode=address, limit=10)
         found = [
             v
-            for v in (body.get("Items") or body.get("Vendor") or [])
+            for v in concur().vendors.find(vendorCode=code, addressCode=address, limit=10)
             if str(v.get("VendorCode", "")).upper() == code.upper()
             and str(v.get("AddressCode", "")).upper() == address.upper()
         ]

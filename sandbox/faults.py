@@ -29,7 +29,12 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 ERROR_KINDS = {"429": 429, "500": 500, "502": 502, "503": 503}
-KINDS = frozenset({*ERROR_KINDS, "delay", "drop", "commit_then_fail"})
+KINDS = frozenset({*ERROR_KINDS, "delay", "drop", "commit_then_fail", "unexpected_shape"})
+
+#: What an ``unexpected_shape`` fault answers: 200, a success by both vendors' standards (Zoho's
+#: ``code`` 0), but with none of the keys any documented reader looks for. It plays a vendor
+#: changing or mis-documenting a shape; the connector must fail the record with a clear message.
+UNEXPECTED_SHAPE_BODY = {"code": 0, "message": "success", "unexpected": {"sandbox": "fault"}}
 
 # A body factory builds the error answer for one vendor: (status, path) -> Response or
 # (body, headers) where a dict body is sent as JSON.
@@ -218,6 +223,12 @@ class FaultMiddleware:
             status = ERROR_KINDS[fault.kind]
             self._count(environ, status)
             return self.registry.error_response(status, path)(environ, start_response)
+        if fault.kind == "unexpected_shape":
+            self._count(environ, 200)
+            answer = Response(
+                json.dumps(UNEXPECTED_SHAPE_BODY), status=200, mimetype="application/json"
+            )
+            return answer(environ, start_response)
         if fault.kind == "delay":
             time.sleep(fault.delay)
             return self.app(environ, start_response)

@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from connector.concur.resources import VENDORS_PATH
-from connector.errors import ApiError
 
 if TYPE_CHECKING:
     from connector.concur.client import ConcurClient
@@ -95,9 +94,4 @@ def find(
     filters: dict[str, Any] = {"vendorCode": vendor_code, "searchType": "exact"}
     if address_code:
         filters["addressCode"] = address_code
-    try:
-        body = client.vendors.search(limit=100, **filters)
-    except ApiError:
-        raise
-    items = body.get("Items") or body.get("Vendor") or []
-    return [dict(i) for i in (items if isinstance(items, list) else [items])]
+    return client.vendors.find(limit=100, **filters)

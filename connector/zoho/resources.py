@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from connector.api.base import segment
 from connector.api.pagination import iter_pages_by_number
+from connector.api.shapes import KeyPath, first_list
 
 if TYPE_CHECKING:
     from connector.zoho.client import ZohoBooksClient
@@ -64,8 +65,24 @@ class ReportingTags(Resource):
         return self._iter("/reportingtags", "tags")
 
     def options(self, tag_id: str) -> list[dict[str, Any]]:
-        body = self.client.request("GET", f"/reportingtags/{segment(tag_id)}/options/all")
-        return list(body.get("results") or [])
+        path = f"/reportingtags/{segment(tag_id)}/options/all"
+        body = self.client.request("GET", path)
+        return read_tag_options(body, url=f"{self.client.base_url}{path}")
+
+
+#: Where ``GET /reportingtags/{tag_id}/options/all`` may keep the options. The Books page was
+#: not retrieved (shared/reference/zoho-books.md §4.8): the sandbox and Zoho's sister products
+#: answer ``results``; ``options`` and ``reporting_tag.options`` are the other shapes seen.
+TAG_OPTION_PATHS: tuple[KeyPath, ...] = (("results",), ("options",), ("reporting_tag", "options"))
+
+
+def read_tag_options(body: Any, *, url: str) -> list[dict[str, Any]]:
+    """A reporting tag's options from any documented answer shape.
+
+    Raises:
+        UnexpectedResponseError: none of ``TAG_OPTION_PATHS`` is present (names URL and keys).
+    """
+    return first_list(body, TAG_OPTION_PATHS, url=url, system="zoho", what="reporting tag options")
 
 
 class Currencies(Resource):

@@ -66,6 +66,13 @@ def make_admin_blueprint(svc: ConcurService) -> Blueprint:
     def public_key() -> Response:
         return Response(signing.public_key_pem(), mimetype="application/x-pem-file")
 
+    @bp.get("/webhook-certificate.pem")
+    def webhook_certificate() -> Response:
+        """The ESS key inside a certificate with an end date, as SAP publishes it yearly."""
+        with state.lock:
+            days = store.settings.ess_certificate_days
+        return Response(signing.certificate_pem(days), mimetype="application/x-pem-file")
+
     # -- companies and request tokens ------------------------------------------------------
     @bp.post("/companies")
     def create_company() -> Response:
@@ -243,6 +250,23 @@ def make_admin_blueprint(svc: ConcurService) -> Blueprint:
                         + ", ".join(config.CUSTOM_FIELD_SPELLINGS),
                     )
                 st.custom_field_spelling = spelling
+            if "ess_certificate_days" in data:
+                try:
+                    days = int(data["ess_certificate_days"])
+                except (TypeError, ValueError):
+                    days = 0
+                if days < 1:
+                    raise ConcurError(400, "ess_certificate_days must be a whole number >= 1")
+                st.ess_certificate_days = days
+            if "vendor_search_shape" in data:
+                shape = str(data["vendor_search_shape"])
+                if shape not in config.VENDOR_SEARCH_SHAPES:
+                    raise ConcurError(
+                        400,
+                        "vendor_search_shape must be one of "
+                        + ", ".join(config.VENDOR_SEARCH_SHAPES),
+                    )
+                st.vendor_search_shape = shape
             return _json(svc.summary()["settings"])
 
     @bp.post("/refresh-tokens/revoke")

@@ -64,6 +64,11 @@ STATE_REQUIRED_COUNTRIES = frozenset({"UA"})
 # default accepts both and a test can make the sandbox refuse the other one.
 CUSTOM_FIELD_SPELLINGS: tuple[str, ...] = ("both", "plain", "padded")
 
+# ``vendor_search_shape`` values: the Vendor v3.1 reference documents ``{"Items": [...]}``
+# ("items"); the batch POST/PUT bodies use ``{"Vendor": [...]}`` ("vendor"), and the XML
+# answer translated to JSON nests them, ``{"Items": {"Vendor": [...]}}`` ("items_vendor").
+VENDOR_SEARCH_SHAPES: tuple[str, ...] = ("items", "vendor", "items_vendor")
+
 
 @dataclass
 class ConcurSettings:
@@ -76,5 +81,12 @@ class ConcurSettings:
     expires_in_as_string: bool = True
     # Which custom-field spelling payment requests may use (see CUSTOM_FIELD_SPELLINGS).
     custom_field_spelling: str = "both"
+    # Days the self-signed certificate at /_admin/concur/webhook-certificate.pem is valid from
+    # now: SAP publishes its ESS key inside a certificate that ends, and `connector config`
+    # warns before it does.
+    ess_certificate_days: int = 365
+    # How a vendor search answers (see VENDOR_SEARCH_SHAPES); which one the real server uses
+    # is UNCONFIRMED, the connector reads all three.
+    vendor_search_shape: str = "items"
     # (company_id or "*", endpoint) -> (limit, period seconds)
     limits: dict[tuple[str, str], tuple[int, float]] = field(default_factory=dict)

@@ -343,8 +343,26 @@ def _match(value: Any, wanted: str, search_type: str) -> bool:
     return v == w
 
 
+def shape_vendor_search(page: list[dict[str, Any]], shape: str) -> dict[str, Any]:
+    """Wrap a page of vendors in one of ``config.VENDOR_SEARCH_SHAPES``.
+
+    The reference documents ``{"Items": [...]}``; which one the real server sends is
+    UNCONFIRMED, so tests switch the sandbox between the three and the connector must read each.
+    """
+    if shape == "vendor":
+        return {"Vendor": page}
+    if shape == "items_vendor":
+        return {"Items": {"Vendor": page}}
+    return {"Items": page}
+
+
 def search_vendors(
-    company: Company, args: dict[str, str], base_url: str, path_url: str
+    company: Company,
+    args: dict[str, str],
+    base_url: str,
+    path_url: str,
+    *,
+    shape: str = "items",
 ) -> dict[str, Any]:
     """GET /api/v3.1/invoice/vendors with the documented filters, sorting and paging."""
     lowered = {k.lower(): v for k, v in args.items()}
@@ -394,7 +412,7 @@ def search_vendors(
     next_page = None
     if offset + limit < total:
         next_page = _with_params(path_url, args, offset=str(offset + limit), limit=str(limit))
-    return {"Vendor": page, "Items": page, "NextPage": next_page, "TotalCount": total}
+    return {**shape_vendor_search(page, shape), "NextPage": next_page, "TotalCount": total}
 
 
 def delete_vendor(company: Company, args: dict[str, str], base: str) -> dict[str, Any]:

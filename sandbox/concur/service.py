@@ -232,6 +232,8 @@ class ConcurService:
                 "expired_token_status": st.expired_token_status,
                 "expires_in_as_string": st.expires_in_as_string,
                 "custom_field_spelling": st.custom_field_spelling,
+                "ess_certificate_days": st.ess_certificate_days,
+                "vendor_search_shape": st.vendor_search_shape,
                 "limits": [
                     {"company_id": k[0], "endpoint": k[1], "limit": v[0], "period": v[1]}
                     for k, v in st.limits.items()

@@ -15,11 +15,14 @@ from __future__ import annotations
 import base64
 import json
 import threading
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
+from cryptography.x509.oid import NameOID
 
 _lock = threading.Lock()
 _key: rsa.RSAPrivateKey | None = None
@@ -41,6 +44,34 @@ def public_key_pem() -> bytes:
         .public_key()
         .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
     )
+
+
+def certificate_pem(days: int = 365, *, now: datetime | None = None) -> bytes:
+    """A self-signed X.509 certificate over the ESS signing key, valid ``days`` from ``now``.
+
+    SAP publishes its signing key yearly inside ``<year>.webhook.api.concursolutions.com.pem``
+    (the same key as the printed ``PUBLIC KEY``); serving one lets ``connector config`` show an
+    end date and warn before it, exactly as with the real file.
+    """
+    start = (now or datetime.now(UTC)).replace(microsecond=0)
+    name = x509.Name(
+        [
+            x509.NameAttribute(NameOID.ORGANIZATION_NAME, "Zoho-Concur connector sandbox"),
+            x509.NameAttribute(NameOID.COMMON_NAME, "webhook.api.concursolutions.com"),
+        ]
+    )
+    key = private_key()
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(start - timedelta(minutes=5))
+        .not_valid_after(start + timedelta(days=days))
+        .sign(key, hashes.SHA256())
+    )
+    return cert.public_bytes(serialization.Encoding.PEM)
 
 
 def sign_event(body: bytes) -> str:

@@ -171,7 +171,15 @@ def make_blueprint(svc: ConcurService) -> Blueprint:
     @locked
     def vendors_search() -> Response:
         company = company_call("vendors")
-        return _json(invoice.search_vendors(company, args(), geo_url(), request.base_url))
+        return _json(
+            invoice.search_vendors(
+                company,
+                args(),
+                geo_url(),
+                request.base_url,
+                shape=store.settings.vendor_search_shape,
+            )
+        )
 
     @bp.post("/api/v3.1/invoice/vendors")
     @locked

@@ -11,7 +11,7 @@ from werkzeug.wrappers import Response
 from sandbox.zoho import operations
 from sandbox.zoho.dc import DATA_CENTRES, accounts_server, api_domain
 from sandbox.zoho.errors import ZohoError
-from sandbox.zoho.store import SANDBOX_CLIENT_ID
+from sandbox.zoho.store import SANDBOX_CLIENT_ID, TAG_OPTIONS_KEYS
 
 #: Zoho Books' rule for a webhook secret (Books API v3, Webhooks: alphanumeric, 12-50).
 WEBHOOK_SECRET_RULE = re.compile(r"[A-Za-z0-9]{12,50}")
@@ -247,6 +247,8 @@ def settings() -> Response | tuple[Response, int]:
                 return _bad("token_error_status must be 200 or 400")
             if body.get("webhook_signature_encoding", "hex") not in ("hex", "base64"):
                 return _bad("webhook_signature_encoding must be hex or base64")
+            if body.get("tag_options_key", "results") not in TAG_OPTIONS_KEYS:
+                return _bad(f"tag_options_key must be one of {', '.join(TAG_OPTIONS_KEYS)}")
             store.settings.update(body)
         return jsonify(store.settings)
 

@@ -903,7 +903,17 @@ def list_tag_options(tag_id: str) -> Response:
         "is_default": False,
         "tag_id": tag_id,
     }
-    return zoho_json({"code": 0, "message": "success", "results": [untagged, *tag["options"]]})
+    options = [untagged, *tag["options"]]
+    key = _store().settings.get("tag_options_key", "results")
+    if key == "reporting_tag.options":
+        return zoho_json(
+            {
+                "code": 0,
+                "message": "success",
+                "reporting_tag": {**_tag_summary(tag), "options": options},
+            }
+        )
+    return zoho_json({"code": 0, "message": "success", key: options})
 
 
 # --- journals -------------------------------------------------------------------------

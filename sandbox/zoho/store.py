@@ -170,6 +170,11 @@ class Org:
         return fmt_time(ts, self.time_zone)
 
 
+#: ``tag_options_key`` values: the keys a reporting tag's options have been documented or seen
+#: under; the connector reads all three (connector/zoho/resources.py, read_tag_options).
+TAG_OPTIONS_KEYS: tuple[str, ...] = ("results", "options", "reporting_tag.options")
+
+
 class ZohoStore:
     """The Zoho side of the sandbox: tenant data, Zoho Accounts state, limits and webhooks."""
 
@@ -235,6 +240,9 @@ class ZohoStore:
             "webhooks_on_api_writes": True,
             # How X-Zoho-Webhook-Signature is written (UNCONFIRMED for Books): hex or base64.
             "webhook_signature_encoding": "hex",
+            # Where GET /reportingtags/{id}/options/all puts the options (UNCONFIRMED for
+            # Books): "results" (default), "options" or "reporting_tag.options".
+            "tag_options_key": "results",
         }
         self.minute_window.set_limit(self.default_rate_limit, self.default_rate_period)
         self.minute_window.clear_limits()

@@ -88,7 +88,7 @@ def test_eu_company_lives_in_eu2(concur: ConcurHarness) -> None:
     headers = {"Authorization": f"Bearer {tok['access_token']}"}
     ok = concur.http.get(f"{concur.geo('eu2')}/api/v3.1/invoice/vendors", headers=headers)
     assert ok.status_code == 200
-    assert {v["VendorCode"] for v in ok.json()["Vendor"]} >= {"BRITRAIL", "EUROCAT"}
+    assert {v["VendorCode"] for v in ok.json()["Items"]} >= {"BRITRAIL", "EUROCAT"}
     # The same token is unknown in the other data centre.
     wrong = concur.http.get(f"{concur.geo('us2')}/api/v3.1/invoice/vendors", headers=headers)
     assert wrong.status_code == 401

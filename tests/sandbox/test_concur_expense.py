@@ -216,4 +216,4 @@ def test_vendor_generator(concur: ConcurHarness) -> None:
     page = concur.http.get(
         f"{concur.geo()}/api/v3.1/invoice/vendors", params={"limit": 1000}, headers=h
     ).json()
-    assert len(page["Vendor"]) == 1000 and page["TotalCount"] >= 1500 and page["NextPage"]
+    assert len(page["Items"]) == 1000 and page["TotalCount"] >= 1500 and page["NextPage"]

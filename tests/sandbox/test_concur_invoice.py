@@ -60,16 +60,16 @@ def test_vendor_search_pages_with_limit_offset_and_next_page(concur: ConcurHarne
     h = concur.headers()
     url = f"{concur.geo()}/api/v3.1/invoice/vendors"
     first = concur.http.get(url, params={"limit": 5}, headers=h).json()
-    assert len(first["Vendor"]) == 5 and first["Items"] == first["Vendor"]
+    assert len(first["Items"]) == 5 and "Vendor" not in first  # as Vendor v3.1 documents
     total = first["TotalCount"]
-    seen = [v["VendorCode"] + "/" + v["AddressCode"] for v in first["Vendor"]]
+    seen = [v["VendorCode"] + "/" + v["AddressCode"] for v in first["Items"]]
     next_url = first["NextPage"]
     while next_url:
         page = concur.http.get(next_url, headers=h).json()
-        seen += [v["VendorCode"] + "/" + v["AddressCode"] for v in page["Vendor"]]
+        seen += [v["VendorCode"] + "/" + v["AddressCode"] for v in page["Items"]]
         next_url = page["NextPage"]
     assert len(seen) == total == len(set(seen))
-    names = [v["VendorName"].lower() for v in first["Vendor"]]
+    names = [v["VendorName"].lower() for v in first["Items"]]
     assert names == sorted(names)  # default sort: vendor name
     assert concur.http.get(url, params={"limit": 1001}, headers=h).status_code == 400
 
@@ -78,7 +78,7 @@ def test_vendor_search_filters(concur: ConcurHarness) -> None:
     h = concur.headers()
     url = f"{concur.geo()}/api/v3.1/invoice/vendors"
     globex = concur.http.get(url, params={"vendorCode": "globex"}, headers=h).json()
-    assert {v["AddressCode"] for v in globex["Vendor"]} == {"HQ", "REMIT2"}
+    assert {v["AddressCode"] for v in globex["Items"]} == {"HQ", "REMIT2"}
     exact = concur.http.get(
         url, params={"vendorCode": "GLOBEX", "addressCode": "HQ"}, headers=h
     ).json()
@@ -86,7 +86,7 @@ def test_vendor_search_filters(concur: ConcurHarness) -> None:
     begins = concur.http.get(
         url, params={"vendorName": "vandelay", "searchType": "begins"}, headers=h
     ).json()
-    assert {v["VendorCode"] for v in begins["Vendor"]} == {"VANDEL1", "VANDEL2"}
+    assert {v["VendorCode"] for v in begins["Items"]} == {"VANDEL1", "VANDEL2"}
     none = concur.http.get(url, params={"vendorName": "Nobody Inc"}, headers=h).json()
     assert none["TotalCount"] == 0 and none["NextPage"] is None
 
@@ -121,7 +121,7 @@ def test_vendor_batch_create_reports_per_record_status(concur: ConcurHarness) ->
     created = resp.json()["Vendor"][0]
     assert created["ID"] and created["URI"]
     found = concur.http.get(url, params={"vendorCode": "NEWCO3"}, headers=h).json()
-    assert found["Vendor"][0]["PaymentMethodType"] == "ACH"
+    assert found["Items"][0]["PaymentMethodType"] == "ACH"
 
 
 def test_vendor_put_updates_existing_only(concur: ConcurHarness) -> None:
@@ -173,7 +173,7 @@ def test_admin_created_vendor_is_visible(concur: ConcurHarness) -> None:
         params={"vendorCode": "ADMINV"},
         headers=concur.headers(),
     ).json()
-    assert got["Vendor"][0]["City"] == "Boston"
+    assert got["Items"][0]["City"] == "Boston"
 
 
 # -- payment requests ------------------------------------------------------------------------------
