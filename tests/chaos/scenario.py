@@ -33,7 +33,6 @@ from typing import Any
 import requests
 import sqlalchemy as sa
 from sqlalchemy import func, select
-from tests.flows.expenses_support import RULES as EXPENSES_RULES
 
 from bench.stack import PG_SERVER, Proc, Stack
 from connector import authorize, connections, rules
@@ -42,7 +41,8 @@ from connector.db import Database
 from connector.models import RecordState, SyncRecord, WebhookEvent, WebhookStatus
 from tests.chaos import seeds
 from tests.chaos.timing import Deliveries, Stalled, Waits, wait_progress, wait_quiet
-from tests.connector.flows import payables_support as ps
+from tests.flows import payables_support as ps
+from tests.flows.expenses_support import RULES as EXPENSES_RULES
 
 ORG = ps.ORG
 COMPANY = ps.US_COMPANY

@@ -220,7 +220,7 @@ def _sandbox_quota(admin: Any, org: str) -> tuple[int, int]:
 def test_a_backfill_beyond_the_daily_quota_stops_at_the_reserve_and_live_webhooks_still_post(
     db: Any, sandbox_settings: Any, connected: int, admin: Any, sandbox: Any
 ) -> None:
-    from tests.connector.flows import payables_support as ps
+    from tests.flows import payables_support as ps
 
     settings = dataclasses.replace(sandbox_settings, zoho_daily_reserve=0.2)
     cid = connected

@@ -21,7 +21,7 @@ from connector import connections
 from connector.config import Settings
 from connector.db import Database
 from connector.models import SyncRecord, WebhookEvent
-from tests.connector.flows import payables_support as ps
+from tests.flows import payables_support as ps
 
 pytestmark = pytest.mark.slow
 

@@ -22,7 +22,7 @@ from connector.db import Database, utcnow
 from connector.models import Step, SyncRecord
 from flows import FLOWS
 
-SPECS = Path(__file__).resolve().parents[4] / "shared" / "specs"
+SPECS = Path(__file__).resolve().parents[3] / "shared" / "specs"
 JOURNALS_SPEC = SPECS / "zoho-books" / "journals.yml"
 
 #: Sandbox Concur expense types and payment types -> sandbox Zoho accounts; cost centres by the

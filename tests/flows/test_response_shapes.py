@@ -19,7 +19,7 @@ from connector.errors import UnexpectedResponseError
 from flows import FLOWS, payables
 from flows import vendor_engine as vendors
 from sandbox.concur.admin import ConcurAdmin
-from tests.connector.flows import payables_support as ps
+from tests.flows import payables_support as ps
 
 CONCUR_VENDORS = "/concur/*/api/v3.1/invoice/vendors"
 SHAPES = ("items", "vendor", "items_vendor")

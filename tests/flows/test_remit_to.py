@@ -16,7 +16,7 @@ from connector.db import Database
 from connector.errors import ParkError
 from connector.models import SyncRecord, VendorLink
 from flows import backfill, payables, remit_to
-from tests.connector.flows import payables_support as ps
+from tests.flows import payables_support as ps
 
 
 @pytest.fixture

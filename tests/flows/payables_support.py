@@ -220,7 +220,7 @@ def concur_created(base_url: str) -> list[dict[str, Any]]:
 
 def swagger_path() -> Path:
     return (
-        Path(__file__).resolve().parents[4]
+        Path(__file__).resolve().parents[3]
         / "shared"
         / "specs"
         / "concur"

@@ -20,7 +20,7 @@ from connector.migrate import upgrade
 from connector.models import AuditEvent, Connection, Step, SyncRecord
 from flows import FLOWS
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def connector(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:

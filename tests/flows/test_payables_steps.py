@@ -17,7 +17,7 @@ from connector.db import Database
 from connector.models import SyncRecord, VendorLink
 from flows import FLOWS, payables
 from sandbox.concur.admin import ConcurAdmin
-from tests.connector.flows import payables_support as ps
+from tests.flows import payables_support as ps
 
 PR_PATH = "/concur/*/api/v3.0/invoice/paymentrequest"
 

@@ -13,7 +13,7 @@ from cryptography.fernet import Fernet
 from connector.config import Settings
 from connector.errors import ConfigurationError
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def connector(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:

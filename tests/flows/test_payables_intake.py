@@ -14,7 +14,7 @@ from connector import connections, sync
 from connector.db import Database
 from connector.models import MappingRules, Step, SyncCursor, SyncRecord, WebhookEvent
 from flows import FLOWS, payables
-from tests.connector.flows import payables_support as ps
+from tests.flows import payables_support as ps
 
 
 @pytest.fixture
