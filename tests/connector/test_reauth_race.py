@@ -19,7 +19,6 @@ import flows
 from connector import authorize, connections, ledger
 from connector.errors import ReauthRequired
 from connector.models import Connection, RecordState, Step, SyncRecord
-from connector.pipeline import run_step
 from connector.zoho.auth import SCOPE
 from sandbox.zoho import seed as zoho_seed
 
@@ -92,7 +91,7 @@ def test_a_step_refused_by_the_replaced_credential_does_not_undo_the_reauthoriza
     flows.FLOWS.add(flows.Flow(_Racing(admin)))
     record_id = _new_record(db, connected)
 
-    result = run_step(
+    result = flows.FLOWS.run_step(
         db, record_id, Step.FETCH, owner="w1", lease_seconds=60, settings=sandbox_settings
     )
 
@@ -106,7 +105,7 @@ def test_a_step_refused_by_the_replaced_credential_does_not_undo_the_reauthoriza
         assert rec.state == RecordState.RECEIVED and rec.lease_owner is None
         assert s.get(Connection, connected).status == "active"
     # ... and the retry goes through on the new credential.
-    again = run_step(
+    again = flows.FLOWS.run_step(
         db, record_id, Step.FETCH, owner="w2", lease_seconds=60, settings=sandbox_settings
     )
     assert again.action == "next" and again.state == RecordState.FETCHED
@@ -120,7 +119,7 @@ def test_a_refusal_by_the_current_credential_still_parks(
         admin.zoho_revoke(id=token["id"])
     flows.FLOWS.add(flows.Flow(_RefusedThenReauthorized(admin)))
     record_id = _new_record(db, connected)
-    result = run_step(
+    result = flows.FLOWS.run_step(
         db, record_id, Step.FETCH, owner="w1", lease_seconds=60, settings=sandbox_settings
     )
     assert result.action == "done" and result.state == RecordState.NEEDS_REAUTH

@@ -17,7 +17,7 @@ from connector import backoff, ledger
 from connector.config import Settings
 from connector.db import Database, utcnow
 from connector.models import AuditEvent, Connection, Step, SyncRecord
-from connector.pipeline import run_step
+from flows import FLOWS
 from webhooks import create_app
 
 KEY = "x8bQ7m2b0s6yQdG6D9b4b9o2s1Jm3e0kq8m7k4n5p6o="
@@ -88,7 +88,7 @@ def drive(db: Database, rid: int) -> str | None:
     result = None
     for _ in range(40):
         assert step is not None
-        result = run_step(db, rid, step, owner="w", lease_seconds=60)
+        result = FLOWS.run_step(db, rid, step, owner="w", lease_seconds=60)
         if result.action not in ("next", "retry"):
             break
         step = result.next_step
