@@ -2,7 +2,9 @@
 
 Vendor-agnostic: a vendor's ``auth.py`` supplies a :class:`Refresher` (the HTTP call of the
 refresh grant, returning a :class:`TokenGrant`); this module decides *when* to refresh and makes
-sure only one process does it at a time.
+sure only one process does it at a time. The protocol itself (URLs, grant bodies, reading token
+answers) is requests-oauthlib's and oauthlib's, in :mod:`connector.api.oauth_protocol`; the
+library has no cross-process lock and no store, which is what this module is for.
 
 Single flight across processes (style-anchors §2, done with a database lock because workers are
 separate processes): lock the credential row (PostgreSQL ``SELECT … FOR UPDATE``; on SQLite every

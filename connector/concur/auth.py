@@ -12,22 +12,35 @@ Facts this follows (sap-concur.md §1):
   its expiry and fewer than :data:`REFRESH_WARNING_DAYS` days are left, the connection carries a
   warning (log line, status reason, one audit row).
 - The Event Subscription Service wants an *app* token: ``client_credentials``, no refresh token.
+
+oauthlib prepares each grant's form (``LegacyApplicationClient`` for the password grant and its
+refresh, ``BackendApplicationClient`` for the app token) and reads the answers, through
+``connector.api.oauth_protocol``; the code-16 retry, geolocation, ``refresh_expires_in`` as an
+epoch and the expiry warning are Concur's and stay here.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import logging
+from collections.abc import Callable
 from typing import Any
 
 import requests
+from oauthlib.oauth2 import BackendApplicationClient, Client, LegacyApplicationClient
 from sqlalchemy.orm import Session
 
 from connector import ledger
+from connector.api import oauth_protocol
 from connector.api.base import ApiClient
 from connector.api.oauth import CredentialView, TokenGrant
 from connector.api.redaction import register_secret
-from connector.concur.errors import CORRELATION_HEADER, LIVES_ELSEWHERE, translate
+from connector.concur.errors import (
+    CORRELATION_HEADER,
+    LIVES_ELSEWHERE,
+    translate,
+    translate_oauth,
+)
 from connector.config import Settings
 from connector.db import utcnow
 from connector.errors import ConfigurationError, ConnectorError, ReauthRequired
@@ -51,18 +64,23 @@ def client_credentials(settings: Settings) -> tuple[str, str]:
     return settings.concur_client_id, settings.concur_client_secret
 
 
-def _post_token(
-    settings: Settings, base_url: str, form: dict[str, str], session: requests.Session | None
-) -> tuple[dict[str, Any], str]:
-    """POST the token form at ``base_url``; follow one code-16 redirect to the named host.
+#: Prepares one grant's token-request body with oauthlib, given our client id and secret.
+Prepare = Callable[[str, str], tuple[Client, str]]
 
-    Returns the body and the host that answered it.
+
+def _post_token(
+    settings: Settings, base_url: str, prepare: Prepare, session: requests.Session | None
+) -> tuple[dict[str, Any], str]:
+    """Send the token request ``prepare`` builds; follow one code-16 redirect to the named host.
+
+    oauthlib prepares the body (client id and secret in the form, as Concur wants) and parses
+    the answer; our ``ApiClient`` sends it. Returns the parsed token and the host that answered.
     """
     client_id, client_secret = client_credentials(settings)
-    form = {**form, "client_id": client_id, "client_secret": client_secret}
+    client, body = prepare(client_id, client_secret)
     url = check_api_host(base_url, settings, SYSTEM)
     for attempt in (1, 2):
-        client = ApiClient(
+        api = ApiClient(
             url,
             SYSTEM,
             translator=translate,
@@ -70,7 +88,7 @@ def _post_token(
             correlation_header=CORRELATION_HEADER,
         )
         try:
-            body = client.request("POST", TOKEN_PATH, data=form)
+            token = oauth_protocol.token_request(api, TOKEN_PATH, client, body, translate_oauth)
         except ReauthRequired as exc:
             elsewhere = exc.context.get("geolocation")
             if exc.code == LIVES_ELSEWHERE and elsewhere and attempt == 1:
@@ -80,25 +98,24 @@ def _post_token(
                 continue
             raise
         finally:
-            client.close()
-        if not isinstance(body, dict):
-            raise ConnectorError("Concur answered the token request without a JSON object")
-        return body, url
+            api.close()
+        return token, url
     raise AssertionError("unreachable")  # pragma: no cover
 
 
-def _grant(body: dict[str, Any], settings: Settings, answered_at: str) -> TokenGrant:
-    access = str(body.get("access_token") or "")
+def _grant(token: dict[str, Any], settings: Settings, answered_at: str) -> TokenGrant:
+    """Our :class:`TokenGrant` from the token oauthlib parsed, plus Concur's own fields."""
+    access = str(token.get("access_token") or "")
     if not access:
         raise ConnectorError("Concur answered the token request without an access token")
     register_secret(access)
-    register_secret(body.get("id_token"))
-    refresh = str(body["refresh_token"]) if body.get("refresh_token") else None
+    register_secret(token.get("id_token"))
+    refresh = str(token["refresh_token"]) if token.get("refresh_token") else None
     register_secret(refresh)
-    geolocation = body.get("geolocation")
+    geolocation = token.get("geolocation")
     base = check_api_host(str(geolocation), settings, SYSTEM) if geolocation else answered_at
     expires_at: dt.datetime | None = None
-    raw_expiry = body.get("refresh_expires_in")
+    raw_expiry = token.get("refresh_expires_in")
     if raw_expiry not in (None, ""):
         try:
             expires_at = dt.datetime.fromtimestamp(float(str(raw_expiry)), dt.UTC)
@@ -106,8 +123,8 @@ def _grant(body: dict[str, Any], settings: Settings, answered_at: str) -> TokenG
             log.warning("Concur sent an unreadable refresh_expires_in; keeping the stored expiry")
     return TokenGrant(
         access_token=access,
-        # "3600" in the main doc, 3600 in others: parse both.
-        expires_in=float(str(body.get("expires_in") or 3600)),
+        # "3600" in the main doc, 3600 in others: oauthlib reads both.
+        expires_in=oauth_protocol.expires_in(token),
         refresh_token=refresh,
         api_base_url=base,
         auth_base_url=base,
@@ -139,14 +156,22 @@ def bootstrap(
         UntrustedHostError: the auth URL or a returned geolocation is not allowed.
     """
     register_secret(request_token)
-    form = {
-        "grant_type": "password",
-        "username": company_id,
-        "password": request_token,
-        "credtype": "authtoken",
-    }
-    body, answered_at = _post_token(settings, auth_url or settings.concur_auth_url, form, session)
-    grant = _grant(body, settings, answered_at)
+
+    def prepare(client_id: str, client_secret: str) -> tuple[Client, str]:
+        # The password grant, with Concur's ``credtype`` saying the password is a request token.
+        client = LegacyApplicationClient(client_id)
+        return client, client.prepare_request_body(
+            username=company_id,
+            password=request_token,
+            include_client_id=True,
+            client_secret=client_secret,
+            credtype="authtoken",
+        )
+
+    token, answered_at = _post_token(
+        settings, auth_url or settings.concur_auth_url, prepare, session
+    )
+    grant = _grant(token, settings, answered_at)
     if not grant.refresh_token:
         raise ConnectorError("Concur's company bootstrap returned no refresh token")
     return grant
@@ -160,13 +185,17 @@ def app_token(
     Returns the token and the geolocation to call with it. Not stored: it lives an hour and
     ``connector concur …`` commands ask for a fresh one each time.
     """
-    body, answered_at = _post_token(
-        settings,
-        base_url or settings.concur_auth_url,
-        {"grant_type": "client_credentials"},
-        session,
+
+    def prepare(client_id: str, client_secret: str) -> tuple[Client, str]:
+        client = BackendApplicationClient(client_id)
+        return client, client.prepare_request_body(
+            include_client_id=True, client_secret=client_secret
+        )
+
+    token, answered_at = _post_token(
+        settings, base_url or settings.concur_auth_url, prepare, session
     )
-    grant = _grant(body, settings, answered_at)
+    grant = _grant(token, settings, answered_at)
     return grant.access_token, grant.api_base_url or answered_at
 
 
@@ -183,9 +212,18 @@ class ConcurRefresher:
         base = credential.auth_base_url or credential.api_base_url
         if not credential.refresh_token or not base:
             raise ConnectorError(f"Concur credential {credential.id} has no refresh token")
-        form = {"grant_type": "refresh_token", "refresh_token": credential.refresh_token}
-        body, answered_at = _post_token(self.settings, base, form, self.session)
-        return _grant(body, self.settings, answered_at)
+        refresh_token = credential.refresh_token
+
+        def prepare(client_id: str, client_secret: str) -> tuple[Client, str]:
+            # Any oauthlib client prepares the refresh grant; the company token came from the
+            # password grant, so that client it is.
+            client = LegacyApplicationClient(client_id)
+            return client, client.prepare_refresh_body(
+                refresh_token=refresh_token, client_id=client_id, client_secret=client_secret
+            )
+
+        token, answered_at = _post_token(self.settings, base, prepare, self.session)
+        return _grant(token, self.settings, answered_at)
 
 
 def refresh_warning(

@@ -11,6 +11,9 @@ Concur speaks four error dialects (``sap-concur.md`` §1.7, §6, §7), all read 
 
 Batch answers (v3.1 vendors) report per-record ``StatusList`` failures inside a 200; those are
 not HTTP errors and are left to the resource layer.
+
+Token answers are read by oauthlib once :func:`translate` found no error in them; what oauthlib
+still raises becomes ours in :func:`translate_oauth`, so no oauthlib exception reaches a caller.
 """
 
 from __future__ import annotations
@@ -18,10 +21,12 @@ from __future__ import annotations
 from typing import Any
 
 import requests
+from oauthlib.oauth2 import MissingTokenError, OAuth2Error
 
 from connector.api.base import json_body, parse_retry_after, server_error
 from connector.errors import (
     ApiError,
+    ConnectorError,
     InvalidRequestError,
     NotFoundError,
     RateLimitedError,
@@ -119,6 +124,27 @@ def _oauth_error(body: dict[str, Any], status: int, request_id: str | None) -> A
             err.context["geolocation"] = body["geolocation"]
         return err
     return None
+
+
+def translate_oauth(exc: BaseException) -> ConnectorError:
+    """Return our error for what oauthlib raised while reading a Concur token answer.
+
+    HTTP refusals are read by :func:`translate` first; this covers a 2xx that oauthlib cannot
+    use: no access token, an ``error`` field (read like the OAuth dialect), or an unreadable
+    ``expires_in``.
+    """
+    if isinstance(exc, MissingTokenError):
+        return ConnectorError("Concur answered the token request without an access token")
+    if isinstance(exc, OAuth2Error) and exc.error:
+        body = {"error": exc.error, "error_description": exc.description or ""}
+        known = _oauth_error(body, 200, None)
+        if known is not None:
+            return known
+        return ConnectorError(f"Concur's token answer carries an error: {exc.error}")
+    detail = getattr(exc, "description", None) or str(exc)
+    return ConnectorError(
+        f"Concur's token answer could not be read: {type(exc).__name__}: {detail}"
+    )
 
 
 def _read_body(body: dict[str, Any]) -> tuple[str, str | int | None, str | None]:

@@ -12,15 +12,22 @@ Facts this follows (zoho-books.md §1.2, §2):
 - Token creation is throttled to 10 per 10 minutes per refresh token. The connector refreshes
   roughly once an hour per credential (beat, ``CONNECTOR_REFRESH_MARGIN`` before expiry) and
   caps itself at :data:`TOKEN_CREATION_LIMIT` per credential, so it never reaches Zoho's limit.
+
+The OAuth mechanics (the consent URL, each grant's form, reading the token answer) are
+requests-oauthlib's and oauthlib's, through ``connector.api.oauth_protocol``; what is Zoho's
+stays here: which accounts server, ``api_domain`` and the data centre, the creation cap, revoke
+(a one-field form oauthlib's https-only revocation helper would not send to the sandbox).
 """
 
 from __future__ import annotations
 
 import re
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import urlsplit
 
 import requests
+from oauthlib.oauth2 import Client, WebApplicationClient
 
+from connector.api import oauth_protocol
 from connector.api.base import ApiClient
 from connector.api.oauth import CredentialView, TokenGrant
 from connector.api.redaction import register_secret
@@ -33,9 +40,11 @@ from connector.errors import (
 )
 from connector.hosts import check_api_host
 from connector.ratelimit import Limit, Limiter
-from connector.zoho.errors import translate
+from connector.zoho.errors import translate, translate_oauth
 
 SYSTEM = "zoho"
+AUTHORIZE_PATH = "/oauth/v2/auth"
+TOKEN_PATH = "/oauth/v2/token"
 
 #: Explicit per-module scopes (no full-access scope): organizations, currencies and reporting
 #: tags (settings), vendors (contacts), bills and invoices to read, journals and the chart of
@@ -90,39 +99,49 @@ def authorization_url(settings: Settings, *, redirect_uri: str, state: str) -> s
 
     ``prompt=consent`` makes Zoho issue a refresh token even if the user already granted this
     client once; without it a re-authorization would come back with no refresh token at all.
+    requests-oauthlib builds the URL; the host is ours to check (the allow-list) first.
     """
     client_id, _ = client_credentials(settings)
     accounts = check_api_host(settings.zoho_accounts_url, settings, SYSTEM)
-    query = urlencode(
-        {
-            "scope": SCOPE,
-            "client_id": client_id,
-            "response_type": "code",
-            "access_type": "offline",
-            "prompt": "consent",
-            "redirect_uri": redirect_uri,
-            "state": state,
-        }
+    return oauth_protocol.authorization_url(
+        f"{accounts}{AUTHORIZE_PATH}",
+        client_id=client_id,
+        redirect_uri=redirect_uri,
+        scope=SCOPE,
+        state=state,
+        access_type="offline",
+        prompt="consent",
     )
-    return f"{accounts}/oauth/v2/auth?{query}"
 
 
 def _accounts_client(accounts_server: str, session: requests.Session | None) -> ApiClient:
     return ApiClient(accounts_server, SYSTEM, translator=translate, session=session)
 
 
-def _grant(body: dict[str, object], settings: Settings, accounts_server: str) -> TokenGrant:
-    access = str(body.get("access_token") or "")
+def _token(
+    accounts_server: str, client: Client, body: str, session: requests.Session | None
+) -> dict[str, object]:
+    """Send a token request oauthlib prepared; oauthlib parses the answer, our errors only."""
+    api = _accounts_client(accounts_server, session)
+    try:
+        return oauth_protocol.token_request(api, TOKEN_PATH, client, body, translate_oauth)
+    finally:
+        api.close()
+
+
+def _grant(token: dict[str, object], settings: Settings, accounts_server: str) -> TokenGrant:
+    """Our :class:`TokenGrant` from the token oauthlib parsed, plus Zoho's ``api_domain``."""
+    access = str(token.get("access_token") or "")
     if not access:
         raise ConnectorError("Zoho answered the token request without an access token")
     register_secret(access)
-    refresh = str(body["refresh_token"]) if body.get("refresh_token") else None
+    refresh = str(token["refresh_token"]) if token.get("refresh_token") else None
     register_secret(refresh)
-    api_domain = body.get("api_domain")
+    api_domain = token.get("api_domain")
     api_base = check_api_host(str(api_domain), settings, SYSTEM) if api_domain else None
     return TokenGrant(
         access_token=access,
-        expires_in=float(str(body.get("expires_in") or 3600)),
+        expires_in=oauth_protocol.expires_in(token),
         refresh_token=refresh,
         api_base_url=api_base,
         auth_base_url=accounts_server,
@@ -152,20 +171,12 @@ def exchange_code(
     """
     register_secret(code)
     accounts_server = check_api_host(accounts_server, settings, SYSTEM)
-    form = {
-        "grant_type": "authorization_code",
-        "code": code,
-        "client_id": client_id,
-        "client_secret": client_secret,
-    }
-    if redirect_uri:
-        form["redirect_uri"] = redirect_uri
-    client = _accounts_client(accounts_server, session)
-    try:
-        body = client.request("POST", "/oauth/v2/token", data=form)
-    finally:
-        client.close()
-    grant = _grant(body or {}, settings, accounts_server)
+    client = WebApplicationClient(client_id)
+    # Zoho wants the client in the form, not in a Basic header.
+    body = client.prepare_request_body(
+        code=code, redirect_uri=redirect_uri, include_client_id=True, client_secret=client_secret
+    )
+    grant = _grant(_token(accounts_server, client, body, session), settings, accounts_server)
     if not grant.refresh_token:
         raise ConnectorError(
             "Zoho returned no refresh token: the consent must ask for access_type=offline "
@@ -192,7 +203,7 @@ def revoke(
     accounts_server = check_api_host(accounts_server, settings, SYSTEM)
     client = _accounts_client(accounts_server, session)
     try:
-        client.request("POST", "/oauth/v2/token/revoke", data={"token": refresh_token})
+        client.request("POST", f"{TOKEN_PATH}/revoke", data={"token": refresh_token})
     finally:
         client.close()
 
@@ -231,22 +242,13 @@ class ZohoRefresher:
             self.settings, credential.client_id, credential.client_secret
         )
         accounts_server = check_api_host(credential.auth_base_url, self.settings, SYSTEM)
-        client = _accounts_client(accounts_server, self.session)
-        try:
-            body = client.request(
-                "POST",
-                "/oauth/v2/token",
-                data={
-                    "grant_type": "refresh_token",
-                    "refresh_token": credential.refresh_token,
-                    "client_id": client_id,
-                    "client_secret": client_secret,
-                },
-            )
-        finally:
-            client.close()
+        client = WebApplicationClient(client_id)
+        body = client.prepare_refresh_body(
+            refresh_token=credential.refresh_token, client_id=client_id, client_secret=client_secret
+        )
+        token = _token(accounts_server, client, body, self.session)
         # Zoho's refresh answer carries no refresh token: the one we hold stays.
-        return _grant(body or {}, self.settings, accounts_server)
+        return _grant(token, self.settings, accounts_server)
 
 
 _SANDBOX_ACCOUNTS_PATH = re.compile(r"/zoho/([a-z]{2})/accounts")

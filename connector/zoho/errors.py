@@ -18,6 +18,9 @@ Readings chosen where the reference notes (``zoho-books.md`` §2, §5, §6) are 
 - Zoho Accounts answers token requests with HTTP 200 and ``{"error": "..."}``. "Access Denied"
   is the token-creation throttle; every other error there means the refresh token or client
   is dead (``invalid_code``, ``invalid_client``, …), which a person must fix.
+- oauthlib reads token answers after :func:`translate` found no error in them; what it still
+  raises (no access token, an unreadable ``expires_in``) is turned into ours by
+  :func:`translate_oauth`, so no oauthlib exception reaches a caller.
 """
 
 from __future__ import annotations
@@ -26,10 +29,12 @@ import time
 from typing import Any
 
 import requests
+from oauthlib.oauth2 import MissingTokenError, OAuth2Error
 
 from connector.api.base import default_translate, json_body, server_error
 from connector.errors import (
     ApiError,
+    ConnectorError,
     InvalidRequestError,
     NotFoundError,
     PermissionDeniedError,
@@ -119,6 +124,20 @@ def _oauth_error(body: dict[str, Any], status: int) -> ApiError:
     return ReauthRequired(
         f"Zoho refused the credential: {text}", system=SYSTEM, status=status, code=error
     )
+
+
+def translate_oauth(exc: BaseException) -> ConnectorError:
+    """Return our error for what oauthlib raised while reading a Zoho Accounts token answer.
+
+    Refusals normally never get here (:func:`translate` reads Zoho's 200-with-``error`` before
+    oauthlib sees the answer); an ``error`` oauthlib found anyway is read the same way.
+    """
+    if isinstance(exc, MissingTokenError):
+        return ConnectorError("Zoho answered the token request without an access token")
+    if isinstance(exc, OAuth2Error) and exc.error:
+        return _oauth_error({"error": exc.error, "error_description": exc.description or ""}, 200)
+    detail = getattr(exc, "description", None) or str(exc)
+    return ConnectorError(f"Zoho's token answer could not be read: {type(exc).__name__}: {detail}")
 
 
 def _daily_reset_seconds(response: requests.Response) -> float | None:
