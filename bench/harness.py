@@ -30,6 +30,7 @@ import sqlalchemy as sa
 
 from bench.stack import PG_SERVER, Stack, free_port, running_stack, wait_until
 from flows import FLOWS
+from tasks.launch import QUEUES
 
 ZOHO_ORG = "10234695"  # the seeded PREMIUM organization (12 vendors)
 CONCUR_COMPANY = "9d6f3a52-0c1e-4d7b-9a35-5b1f0c2e7a11"
@@ -91,7 +92,7 @@ class Bench:
         return {**self.env_extra, **extra}
 
     def start_worker(
-        self, name: str, *, concurrency: int = 1, queues: str = "zoho,concur,default,maintenance", **env: str
+        self, name: str, *, concurrency: int = 1, queues: str = QUEUES, **env: str
     ) -> Any:
         return self.stack.start_worker(
             name, concurrency=concurrency, queues=queues, **self.worker_env(**env)

@@ -31,6 +31,8 @@ from typing import Any
 
 import requests
 
+from tasks.launch import QUEUES, beat_argv, worker_argv
+
 ROOT = Path(__file__).resolve().parent.parent
 PG_SERVER = os.environ.get("TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test")
 SECRET_KEY = "x8bQ7m2b0s6yQdG6D9b4b9o2s1Jm3e0kq8m7k4n5p6o="
@@ -339,29 +341,12 @@ class Stack:
         name: str = "worker",
         *,
         concurrency: int = 2,
-        queues: str = "zoho,concur,default,maintenance",
+        queues: str = QUEUES,
         **env: str,
     ) -> Proc:
         proc = self.start(
             name,
-            [
-                sys.executable,
-                "-m",
-                "celery",
-                "-A",
-                "tasks",
-                "worker",
-                "-Q",
-                queues,
-                "--concurrency",
-                str(concurrency),
-                "--loglevel",
-                "INFO",
-                "--without-gossip",
-                "--without-mingle",
-                "-n",
-                f"{name}-{os.getpid()}@%h",
-            ],
+            worker_argv(concurrency=concurrency, queues=queues, name=f"{name}-{os.getpid()}@%h"),
             **env,
         )
         wait_until(
@@ -374,18 +359,7 @@ class Stack:
     def start_beat(self, **env: str) -> Proc:
         return self.start(
             "beat",
-            [
-                sys.executable,
-                "-m",
-                "celery",
-                "-A",
-                "tasks",
-                "beat",
-                "--loglevel",
-                "INFO",
-                "-s",
-                str(self.workdir / "beat-schedule"),
-            ],
+            beat_argv(schedule=str(self.workdir / "beat-schedule")),
             **env,
         )
 

@@ -353,24 +353,9 @@ def run(
             access_log_format,
         ],
     )
-    start(
-        "worker",
-        [
-            py,
-            "-m",
-            "celery",
-            "-A",
-            "tasks",
-            "worker",
-            "--beat",
-            "-Q",
-            "zoho,concur,default,maintenance",
-            "--concurrency",
-            str(concurrency),
-            "--loglevel",
-            "INFO",
-        ],
-    )
+    from tasks.launch import worker_argv
+
+    start("worker", worker_argv(concurrency=concurrency, beat=True, python=py))
     ready = demo.wait_until(
         f"{receiver}/healthz", timeout=30, alive=lambda: procs[-2][1].poll() is None
     )

@@ -165,5 +165,10 @@ def serve(
     except (KeyboardInterrupt, _Terminated):
         print("stopping sandbox", flush=True)
     finally:
+        # A second SIGTERM is usual (a process group is signalled, then ``connector run``
+        # terminates its children too); raised inside ``stop`` it would cut the final snapshot
+        # write short and lose the last second of state. One request to stop is enough.
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
         server.stop()
         signal.signal(signal.SIGTERM, previous)

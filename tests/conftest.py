@@ -12,7 +12,6 @@ import os
 import secrets
 import shutil
 import subprocess
-import sys
 import tempfile
 import threading
 from collections.abc import Iterator
@@ -21,6 +20,8 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
+
+from tasks.launch import QUEUES, worker_argv
 
 # Nothing a test does may touch the developer's ./var (embedded database, broker, key).
 if "CONNECTOR_VAR_DIR" not in os.environ:
@@ -164,25 +165,12 @@ class WorkerProcess:
         self, env: dict[str, str], queues: str, concurrency: int, extra: list[str]
     ) -> None:
         self.env = env
-        self.argv = [
-            sys.executable,
-            "-m",
-            "celery",
-            "-A",
-            "tasks",
-            "worker",
-            "-Q",
-            queues,
-            "--concurrency",
-            str(concurrency),
-            "--loglevel",
-            "INFO",
-            "--without-gossip",
-            "--without-mingle",
-            "-n",
-            f"test-{secrets.token_hex(3)}@%h",
-            *extra,
-        ]
+        self.argv = worker_argv(
+            concurrency=concurrency,
+            queues=queues,
+            name=f"test-{secrets.token_hex(3)}@%h",
+            extra=extra,
+        )
         self.proc: subprocess.Popen[str] | None = None
         self.lines: list[str] = []
         self._ready = threading.Event()
@@ -253,7 +241,7 @@ def start_worker(stack_env: dict[str, str]) -> Iterator[Any]:
     workers: list[WorkerProcess] = []
 
     def start(
-        queues: str = "zoho,concur,default,maintenance",
+        queues: str = QUEUES,
         concurrency: int = 2,
         env: dict[str, str] | None = None,
         extra: list[str] | None = None,

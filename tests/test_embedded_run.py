@@ -170,7 +170,12 @@ def test_a_restart_keeps_the_documents_a_record_points_at(tmp_path: Path) -> Non
     try:
         assert requests.get(f"{sandbox}/snapshot", timeout=5).json()["restored"] is True
         created = requests.get(f"{sandbox}/created", timeout=10).json()["concur"]
-        request = next(p for p in created["payment_requests"] if p["id"] == request_id)
+        request = next((p for p in created["payment_requests"] if p["id"] == request_id), None)
+        assert request is not None, (
+            f"payment request {request_id} not in the restored sandbox "
+            f"({[p['id'] for p in created['payment_requests']]}); first run's output:\n"
+            f"{first[-3000:]}"
+        )
         assert request["ApprovalStatus"] is not None  # the payment request still exists
         orgs = requests.get(f"{sandbox}/zoho/orgs", timeout=10).json()["organizations"]
         assert sum(o["counts"]["bills"] for o in orgs) > 0

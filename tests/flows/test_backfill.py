@@ -32,6 +32,7 @@ from connector.models import AuditEvent, SyncCursor, SyncRecord
 from connector.ratelimit import Limit
 from flows import FLOWS, backfill
 from flows.backfill import Budget, Cursor, Progress, Quota, eta_seconds, human_duration
+from tasks.launch import worker_argv
 
 ROOT = Path(__file__).resolve().parents[2]
 TEST_SECRET_KEY = "x8bQ7m2b0s6yQdG6D9b4b9o2s1Jm3e0kq8m7k4n5p6o="
@@ -321,8 +322,7 @@ def test_backfill_of_500_bills_survives_sigkill_and_posts_each_once(
     fast = {**env, "ZOHO_RATE_LIMIT": "100000/60s", "CONCUR_RATE_LIMIT": "100000/60s"}
     log = (tmp_path / "worker.log").open("w")
     worker = subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "tasks", "worker", "-Q", "zoho,concur,default,maintenance",
-         "--concurrency", "4", "--loglevel", "INFO", "--without-gossip", "--without-mingle"],
+        worker_argv(concurrency=4),
         cwd=ROOT, env=fast, stdout=log, stderr=subprocess.STDOUT,
     )  # fmt: skip
     try:

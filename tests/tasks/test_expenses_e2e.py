@@ -21,6 +21,8 @@ import pytest
 import requests
 from sqlalchemy import func, select
 
+from tasks.launch import beat_argv
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "connector" / "flows"))
 from expenses_support import (
     RULES,
@@ -201,8 +203,7 @@ def start_receiver(stack: dict[str, Any]) -> str:
 def start_beat(stack: dict[str, Any], **extra: str) -> None:
     stack["spawn"](
         "beat",
-        [sys.executable, "-m", "celery", "-A", "tasks", "beat", "--loglevel", "INFO",
-         "--schedule", str(Path(stack["env"]["CONNECTOR_VAR_DIR"]) / "beat-schedule")],
+        beat_argv(schedule=str(Path(stack["env"]["CONNECTOR_VAR_DIR"]) / "beat-schedule")),
         extra,
     )  # fmt: skip
 

@@ -6,7 +6,6 @@ delivered three times; a bill for a vendor missing in Concur waits, then posts b
 from __future__ import annotations
 
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -21,6 +20,7 @@ from connector import connections
 from connector.config import Settings
 from connector.db import Database
 from connector.models import SyncRecord, WebhookEvent
+from tasks.launch import beat_argv
 from tests.flows import payables_support as ps
 
 pytestmark = pytest.mark.slow
@@ -66,8 +66,7 @@ def worker_env(stack_env: dict[str, str], sandbox: Any, **extra: str) -> dict[st
 class Beat:
     def __init__(self, env: dict[str, str]) -> None:
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "tasks", "beat", "-l", "INFO",
-             "-s", env["CONNECTOR_VAR_DIR"] + "/beat-schedule"],
+            beat_argv(schedule=env["CONNECTOR_VAR_DIR"] + "/beat-schedule"),
             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )  # fmt: skip
 

@@ -44,13 +44,17 @@ def test_the_procfile_worker_consumes_every_declared_queue() -> None:
 
 
 def test_connector_run_and_the_test_and_bench_workers_consume_every_queue() -> None:
-    declared = ",".join(celeryconfig.WORKER_QUEUES)
-    for source in ("cli/main.py", "tests/conftest.py"):
+    """One worker start-up (``tasks/launch.py``) for ``connector run``, the bench and the tests."""
+    from tasks import launch
+
+    assert launch.QUEUES.split(",") == list(celeryconfig.WORKER_QUEUES)
+    argv = launch.worker_argv(concurrency=1)
+    assert set(argv[argv.index("-Q") + 1].split(",")) == set(celeryconfig.WORKER_QUEUES)
+    for source in ("cli/main.py", "bench/stack.py", "tests/conftest.py"):
         text = (ROOT / source).read_text()
-        lists = re.findall(r'"-Q",\s*"([a-z,]+)"', text) + re.findall(
-            r'queues: str = "([a-z,]+)"', text
-        )
-        assert lists and all(found == declared for found in lists), (source, lists)
+        flat = re.sub(r"\s+", " ", text)
+        assert "worker_argv(" in text, source
+        assert not re.search(r'"celery", "-A", "tasks", "(worker|beat)"', flat), source
     for factory in (Bench.start_worker, Stack.start_worker):
         default = inspect.signature(factory).parameters["queues"].default
         assert set(default.split(",")) == set(celeryconfig.WORKER_QUEUES), factory.__qualname__

@@ -13,6 +13,7 @@ from sqlalchemy import select
 from connector import ledger
 from connector.db import Database, utcnow
 from connector.models import AuditEvent, Connection, SyncRecord
+from tasks.launch import beat_argv
 
 pytestmark = pytest.mark.slow
 
@@ -120,7 +121,6 @@ def test_beat_sweeper_redrives_a_record_whose_message_was_lost(
     pg_db: Database, stack_env: dict[str, str], start_worker: Any
 ) -> None:
     import subprocess
-    import sys
 
     env = {**stack_env, "CONNECTOR_SWEEP_INTERVAL": "1"}
     start_worker(env=env, queues="zoho,concur,default,maintenance")
@@ -129,18 +129,7 @@ def test_beat_sweeper_redrives_a_record_whose_message_was_lost(
     with pg_db.session() as s:
         s.get(SyncRecord, rid).updated_at = utcnow() - dt.timedelta(hours=1)
     beat = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "celery",
-            "-A",
-            "tasks",
-            "beat",
-            "-l",
-            "INFO",
-            "-s",
-            env["CONNECTOR_VAR_DIR"] + "/beat-schedule",
-        ],
+        beat_argv(schedule=env["CONNECTOR_VAR_DIR"] + "/beat-schedule"),
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
