@@ -27,7 +27,6 @@ a refusal of the rate limiter.
 from __future__ import annotations
 
 import os
-import sqlite3
 import threading
 import time
 import uuid
@@ -36,6 +35,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 from connector.errors import RateLimitedError
+from connector.sqlite_file import SharedSqliteFile
 
 if TYPE_CHECKING:
     import redis
@@ -227,41 +227,14 @@ CREATE INDEX IF NOT EXISTS inflight_slots_key ON inflight_slots (key, expires_at
 """
 
 
-class SqliteSemaphore:
+class SqliteSemaphore(SharedSqliteFile):
     """Embedded-mode backend: the holders in a SQLite file shared by processes on one machine.
 
     Lives in the rate limiter's file (a separate table): ``BEGIN IMMEDIATE`` takes the write
     lock before counting, so trim-count-insert is atomic across processes.
     """
 
-    def __init__(
-        self,
-        path: str | os.PathLike[str],
-        clock: Callable[[], float] = time.time,
-        busy_timeout: float = 10.0,
-    ) -> None:
-        self._path = os.fspath(path)
-        self._clock = clock
-        self._busy_timeout = busy_timeout
-        self._lock = threading.Lock()
-        self._conn: sqlite3.Connection | None = None
-        self._pid = 0
-
-    def _connection(self) -> sqlite3.Connection:
-        # A connection must not cross a fork (Celery prefork): reopen in each child.
-        if self._conn is None or self._pid != os.getpid():
-            conn = sqlite3.connect(
-                self._path,
-                timeout=self._busy_timeout,
-                isolation_level=None,
-                check_same_thread=False,
-            )
-            conn.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout * 1000)}")
-            conn.execute("PRAGMA journal_mode = WAL")
-            conn.execute("PRAGMA synchronous = NORMAL")
-            conn.executescript(_SCHEMA)
-            self._conn, self._pid = conn, os.getpid()
-        return self._conn
+    SCHEMA = _SCHEMA
 
     def acquire(self, key: str, capacity: int, lease: float = DEFAULT_LEASE) -> SlotDecision:
         _check(capacity, lease)

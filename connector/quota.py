@@ -36,6 +36,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 from connector.errors import QuotaReserveError
+from connector.sqlite_file import SharedSqliteFile
 
 if TYPE_CHECKING:
     import redis
@@ -231,28 +232,10 @@ CREATE TABLE IF NOT EXISTS zoho_quota (
 """
 
 
-class SqliteQuotaStore:
+class SqliteQuotaStore(SharedSqliteFile):
     """Embedded mode: a table in the rate limiter's SQLite file (same-host processes)."""
 
-    def __init__(
-        self, path: str | os.PathLike[str], clock: Callable[[], float] = time.time
-    ) -> None:
-        self._path = os.fspath(path)
-        self._clock = clock
-        self._lock = threading.Lock()
-        self._conn: sqlite3.Connection | None = None
-        self._pid = 0
-
-    def _connection(self) -> sqlite3.Connection:
-        if self._conn is None or self._pid != os.getpid():  # never across a fork
-            conn = sqlite3.connect(
-                self._path, timeout=10.0, isolation_level=None, check_same_thread=False
-            )
-            conn.execute("PRAGMA busy_timeout = 10000")
-            conn.execute("PRAGMA journal_mode = WAL")
-            conn.executescript(_SCHEMA)
-            self._conn, self._pid = conn, os.getpid()
-        return self._conn
+    SCHEMA = _SCHEMA
 
     def _read(self, conn: sqlite3.Connection, org: str) -> QuotaState | None:
         row = conn.execute(

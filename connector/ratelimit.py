@@ -50,6 +50,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import urlsplit
 
 from connector.errors import RateLimitedError
+from connector.sqlite_file import SharedSqliteFile
 
 if TYPE_CHECKING:
     import redis
@@ -285,7 +286,7 @@ CREATE INDEX IF NOT EXISTS ratelimit_log_expires ON ratelimit_log (expires_at);
 """
 
 
-class SqliteLimiter:
+class SqliteLimiter(SharedSqliteFile):
     """Embedded-mode backend: the log in a SQLite file shared by processes on one machine.
 
     ``BEGIN IMMEDIATE`` takes the write lock before reading, so trim-count-insert is atomic
@@ -296,34 +297,7 @@ class SqliteLimiter:
     carries its own expiry, swept on every acquisition, so keys that go quiet are removed too.
     """
 
-    def __init__(
-        self,
-        path: str | os.PathLike[str],
-        clock: Callable[[], float] = time.time,
-        busy_timeout: float = 10.0,
-    ) -> None:
-        self._path = os.fspath(path)
-        self._clock = clock
-        self._busy_timeout = busy_timeout
-        self._lock = threading.Lock()
-        self._conn: sqlite3.Connection | None = None
-        self._pid = 0
-
-    def _connection(self) -> sqlite3.Connection:
-        # A connection must not cross a fork (Celery prefork): reopen in each child.
-        if self._conn is None or self._pid != os.getpid():
-            conn = sqlite3.connect(
-                self._path,
-                timeout=self._busy_timeout,
-                isolation_level=None,
-                check_same_thread=False,
-            )
-            conn.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout * 1000)}")
-            conn.execute("PRAGMA journal_mode = WAL")
-            conn.execute("PRAGMA synchronous = NORMAL")
-            conn.executescript(_SCHEMA)
-            self._conn, self._pid = conn, os.getpid()
-        return self._conn
+    SCHEMA = _SCHEMA
 
     def _units(self, conn: sqlite3.Connection, key: str, now_us: int, limit: Limit) -> list[int]:
         rows = conn.execute(
