@@ -91,7 +91,12 @@ class Bench:
         return {**self.env_extra, **extra}
 
     def start_worker(
-        self, name: str, *, concurrency: int = 1, queues: str = "zoho,concur,default,maintenance", **env: str
+        self,
+        name: str,
+        *,
+        concurrency: int = 1,
+        queues: str = "zoho,concur,default,maintenance",
+        **env: str,
     ) -> Any:
         return self.stack.start_worker(
             name, concurrency=concurrency, queues=queues, **self.worker_env(**env)
@@ -302,7 +307,7 @@ def generate_bills(bench: Bench, cid: int, n: int, *, org_id: str = ZOHO_ORG) ->
     """``n`` new bills in Zoho, one ledger record each (not yet enqueued); returns record ids."""
     from connector import connections
     from connector.zoho.documents import documents
-    from flows import payables
+    from flows import payables_intake
 
     before = {
         b["bill_id"] for b in _list_bills(bench, cid)
@@ -317,7 +322,7 @@ def generate_bills(bench: Bench, cid: int, n: int, *, org_id: str = ZOHO_ORG) ->
     ids: list[int] = []
     with bench.db.session() as s:
         for bill in bills:
-            made = payables.ensure_record(s, cid, "bill", bill, trigger="bench")
+            made = payables_intake.ensure_record(s, cid, "bill", bill, trigger="bench")
             assert made is not None
             ids.append(made[0].id)
     return ids

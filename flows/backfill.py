@@ -41,6 +41,7 @@ from connector.db import Database, utcnow
 from connector.errors import ConfigurationError, ConnectorError, ParkError, ValidationFailed
 from connector.models import RecordState, Step, SyncCursor, SyncRecord, VendorLink
 from connector.ratelimit import Limit, parse_limit
+from flows import payables_documents, payables_intake, payables_vendors
 
 FLOWS = ("payables", "expenses", "vendors")
 _FLOW_CODE = {"payables": "p", "expenses": "e", "vendors": "v"}
@@ -520,17 +521,14 @@ class PayablesSource(_Base):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        from flows import payables
-
-        self.mod = payables
         with self.db.session() as session:
-            section = payables._section_in(session, self.connection_id)
+            section = payables_documents.rules_section(session, self.connection_id)
         if not section:
             raise ConfigurationError(
                 f"connection {self.connection_id} has no payables rules: import a rules file "
                 "with a payables section first (`connector mappings import`)"
             )
-        self.parts = payables._included_kinds(section)
+        self.parts = payables_documents.included_kinds(section)
         self._rules: Any = None
 
     def page(self, part: int, position: int) -> Page:
@@ -540,12 +538,12 @@ class PayablesSource(_Base):
         docs = documents(self.zoho(), kind)
         return self._zoho_page(
             docs.path, docs.list_key, position,
-            last_modified_time=self.mod._zoho_time(_midnight(self.since)),
+            last_modified_time=payables_intake.zoho_time(_midnight(self.since)),
             sort_column="created_time", sort_order="A",
         )  # fmt: skip
 
     def ensure(self, session: Session, part: int, item: Mapping[str, Any]) -> Any:
-        return self.mod.ensure_record(
+        return payables_intake.ensure_record(
             session, self.connection_id, self.parts[part], item, trigger="backfill"
         )
 
@@ -554,7 +552,7 @@ class PayablesSource(_Base):
         from mappings.payables import is_void, map_document, validate_payment_request
         from mappings.zoho_documents import load_zoho_document
 
-        p = self.mod
+        p = payables_documents
         kind = self.parts[part]
         document_id = str(item.get(f"{kind}_id") or "")
         source_id = p.source_id_of(kind, document_id)
@@ -562,7 +560,7 @@ class PayablesSource(_Base):
         out: dict[str, Any] = {
             "flow": self.flow,
             "source_id": source_id,
-            "source_ref": p.label(kind, item.get(f"{kind}_number"), p._contact_name(kind, item)),
+            "source_ref": p.label(kind, item.get(f"{kind}_number"), p.contact_name(kind, item)),
             "source_version": version,
             "ledger": _existing(self.db, self.connection_id, self.flow, source_id, version),
         }
@@ -617,16 +615,16 @@ class PayablesSource(_Base):
             code,
             link.concur_address_code,
             lambda c: self.concur().vendors.iter_all(vendorCode=c),
-            who=self.mod._party(doc),
+            who=payables_vendors.party(doc),
             contact_id=str(doc.contact_id),
         )
         address = remit.address_code
         if remit.vendor is not None:
-            return self.mod._vendor_from(code, address, remit.vendor, None)
+            return payables_vendors.vendor_from(code, address, remit.vendor, None)
         snap = link.concur_snapshot or {}
-        name = self.mod._pick(snap, "VendorName", "Name", "name", "vendor_name")
-        country = self.mod._pick(snap, "CountryCode", "country_code")
-        currency = self.mod._pick(snap, "CurrencyCode", "currency_code")
+        name = payables_vendors.pick(snap, "VendorName", "Name", "name", "vendor_name")
+        country = payables_vendors.pick(snap, "CountryCode", "country_code")
+        currency = payables_vendors.pick(snap, "CurrencyCode", "currency_code")
         same_address = address.upper() == link.concur_address_code.strip().upper()
         if same_address and name and (country or rules_.country_code):
             return VendorRef(code, address, country, currency, name)
@@ -634,7 +632,7 @@ class PayablesSource(_Base):
             if str(v.get("VendorCode", "")).upper() == code.upper() and (
                 str(v.get("AddressCode", "")).upper() == address.upper()
             ):
-                return self.mod._vendor_from(code, address, v, name)
+                return payables_vendors.vendor_from(code, address, v, name)
         raise ParkError(
             f"Zoho contact {doc.contact_id} is linked to Concur vendor {code}/{address}, which "
             "is not in Concur",

@@ -15,7 +15,7 @@ from connector import operations, pipeline
 from connector.db import Database
 from connector.errors import ParkError
 from connector.models import SyncRecord, VendorLink
-from flows import backfill, payables, remit_to
+from flows import backfill, payables_vendors, remit_to
 from tests.flows import payables_support as ps
 
 
@@ -40,7 +40,7 @@ def unlink_address(env: Any, contact: str) -> None:
             .where(VendorLink.zoho_contact_id == env.contacts[contact]["contact_id"])
             .values(concur_address_code="")
         )
-    payables.forget_vendors()
+    payables_vendors.forget_vendors()
 
 
 def globex_invoice(env: Any, amount: float = 40) -> dict[str, Any]:
