@@ -51,7 +51,8 @@ class PayablesSource(Source):
 
     def dry_run(self, part: int, item: Mapping[str, Any]) -> dict[str, Any]:
         from connector.zoho.documents import documents
-        from mappings.payables import is_void, map_document, validate_payment_request
+        from mappings.payables import is_void, map_document
+        from mappings.payables_validation import validate_payment_request
         from mappings.zoho_documents import load_zoho_document
 
         p = payables_documents

@@ -50,13 +50,8 @@ from flows.payables_documents import (
     split_source_id,
 )
 from flows.payables_ledger import update_record
-from mappings.payables import (
-    document_version,
-    is_void,
-    map_document,
-    stable_reference,
-    validate_payment_request,
-)
+from mappings.payables import document_version, is_void, map_document, stable_reference
+from mappings.payables_validation import validate_payment_request
 from mappings.zoho_documents import load_zoho_document
 
 

@@ -20,12 +20,8 @@ from connector import rules
 from connector.db import Database
 from connector.errors import MappingError, ValidationFailed
 from connector.models import MappingRules, SyncRecord
-from mappings.payables import (
-    PayablesRules,
-    document_version,
-    parse_payables_rules,
-    version_from_timestamp,
-)
+from mappings.payables import document_version, version_from_timestamp
+from mappings.payables_rules import PayablesRules, parse_payables_rules
 from mappings.zoho_documents import ZohoDocument, load_zoho_document
 
 FLOW = "payables"

@@ -21,7 +21,7 @@ from connector.models import RecordState, SyncRecord
 from connector.steps import PostResult, StepContext
 from flows.payables_documents import effective_version, is_newer
 from flows.payables_ledger import claim, claimed, lock_document, siblings_of, update_record
-from mappings.payables import matches_existing
+from mappings.payables_validation import matches_existing
 from mappings.payment_requests import canonical_json, iter_line_items, wrap_line_items
 from mappings.zoho_documents import ZohoDocument
 
@@ -270,7 +270,7 @@ def _matching(
     digests: Iterable[Mapping[str, Any]], body: Mapping[str, Any], *, same_amount: bool
 ) -> str | None:
     """The id of a live request with our invoice number, vendor and currency (and amount, when
-    ``same_amount``), checked with ``mappings.payables.matches_existing``."""
+    ``same_amount``), checked with ``mappings.payables_validation.matches_existing``."""
     for digest in digests:
         wanted = body if same_amount else {**body, "InvoiceAmount": str(digest.get("Total"))}
         if matches_existing(digest, wanted):

@@ -24,7 +24,8 @@ from connector.models import SyncRecord, VendorLink
 from connector.steps import StepContext
 from flows import remit_to
 from flows.payables_ledger import audit_note
-from mappings.payables import PayablesRules, VendorRef, map_document
+from mappings.payables import VendorRef, map_document
+from mappings.payables_rules import PayablesRules
 from mappings.zoho_documents import ZohoDocument
 
 log = logging.getLogger(__name__)

@@ -13,7 +13,7 @@ from connector import rules
 def register_flow_sections() -> None:
     """Replace the placeholder sections by the flows' schemas (idempotent)."""
     from mappings.expenses import ExpensesSectionSchema
-    from mappings.payables import PayablesSectionSchema
+    from mappings.payables_rules import PayablesSectionSchema
 
     rules.register_section("payables", PayablesSectionSchema, accounts=("expense_types.@",))
     rules.register_section(
