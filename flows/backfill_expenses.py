@@ -52,7 +52,8 @@ class ExpensesSource(Source):
     def dry_run(self, part: int, item: Mapping[str, Any]) -> dict[str, Any]:
         from connector.concur.expense import ExpenseReports
         from mappings.concur_reports import assemble_report
-        from mappings.expenses import journal_date_for, map_report, validate_journal
+        from mappings.expenses import journal_date_for, map_report
+        from mappings.expenses_validation import validate_journal
 
         e = self.mod
         report_id = str(item.get("ID") or "")

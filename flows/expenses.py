@@ -60,17 +60,15 @@ from connector.zoho.client import ZohoBooksClient
 from connector.zoho.journals import ExchangeRates, Journals
 from mappings import rules as flow_rules
 from mappings.concur_reports import ConcurReport, assemble_report
-from mappings.expenses import (
+from mappings.expenses import journal_date_for, map_report, report_version
+from mappings.expenses_lookups import ZohoLookups
+from mappings.expenses_rules import (
     CREDIT_ACCOUNT_TYPES,
     DEBIT_ACCOUNT_TYPES,
     ExpensesRules,
-    ZohoLookups,
-    journal_date_for,
-    map_report,
     parse_expenses_rules,
-    report_version,
-    validate_journal,
 )
+from mappings.expenses_validation import validate_journal
 from mappings.journals import to_wire_decimal
 
 log = logging.getLogger(__name__)
@@ -309,8 +307,6 @@ def poll(db: Database, settings: Settings, connection_id: int) -> sync.PassResul
     return sync.PassResult(
         records, f"{len(items)} approved report(s) listed, {len(records)} new record(s)"
     )
-
-
 
 
 # =========================================================================== Zoho lookups (cached)

@@ -12,7 +12,7 @@ from connector import rules
 
 def register_flow_sections() -> None:
     """Replace the placeholder sections by the flows' schemas (idempotent)."""
-    from mappings.expenses import ExpensesSectionSchema
+    from mappings.expenses_rules import ExpensesSectionSchema
     from mappings.payables_rules import PayablesSectionSchema
 
     rules.register_section("payables", PayablesSectionSchema, accounts=("expense_types.@",))

@@ -39,7 +39,8 @@ from connector.models import Connection, WebhookEvent
 from connector.vault import Vault
 from connector.webhook_secrets import derive_token
 from mappings.concur_reports import assemble_report
-from mappings.expenses import journal_date_for, map_report, validate_journal
+from mappings.expenses import journal_date_for, map_report
+from mappings.expenses_validation import validate_journal
 from mappings.payables import map_document
 from mappings.payables_validation import validate_payment_request
 from mappings.zoho_documents import load_zoho_document
