@@ -9,6 +9,7 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from connector.errors import ConfigurationError, ParkError
+from flows import expenses, expenses_intake, expenses_lookups
 from flows.backfill_source import Page, Source, existing_record, midnight, problem_result
 
 
@@ -22,12 +23,9 @@ class ExpensesSource(Source):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        from flows import expenses
-
-        self.mod = expenses
-        if not expenses.enabled(self.db, self.connection_id):
+        if not expenses_intake.enabled(self.db, self.connection_id):
             raise ConfigurationError(
-                f"connection {self.connection_id}: {expenses.NOT_ENABLED.split(';')[0]}"
+                f"connection {self.connection_id}: {expenses_intake.NOT_ENABLED.split(';')[0]}"
             )
 
     def overlap(self, position: int) -> int:
@@ -39,7 +37,7 @@ class ExpensesSource(Source):
         since = midnight(self.since).replace(tzinfo=None)
         body = self.concur().request(
             "GET", REPORTS_PATH,
-            params={**APPROVED_FILTER, "modifiedDateAfter": self.mod._v3_time(since),
+            params={**APPROVED_FILTER, "modifiedDateAfter": expenses_intake.v3_time(since),
                     "limit": self.page_size, "offset": position},
         )  # fmt: skip
         items = [dict(i) for i in (body or {}).get("Items") or []]
@@ -47,7 +45,7 @@ class ExpensesSource(Source):
                     position + len(items))  # fmt: skip
 
     def ensure(self, session: Session, part: int, item: Mapping[str, Any]) -> Any:
-        return self.mod.ensure_record(session, self.connection_id, item, trigger="backfill")
+        return expenses_intake.ensure_record(session, self.connection_id, item, trigger="backfill")
 
     def dry_run(self, part: int, item: Mapping[str, Any]) -> dict[str, Any]:
         from connector.concur.expense import ExpenseReports
@@ -55,9 +53,8 @@ class ExpensesSource(Source):
         from mappings.expenses import journal_date_for, map_report
         from mappings.expenses_validation import validate_journal
 
-        e = self.mod
         report_id = str(item.get("ID") or "")
-        version = e.approval_version(item)
+        version = expenses_intake.approval_version(item)
         out: dict[str, Any] = {
             "flow": self.flow,
             "source_id": report_id,
@@ -68,23 +65,23 @@ class ExpensesSource(Source):
         try:
             api = ExpenseReports(self.concur())  # fetch: header, entries, allocations
             header = api.get(report_id)
-            entries = [e._compact(x) for x in api.entries(report_id)]
-            allocations = [e._compact(x) for x in api.allocations(report_id)]
-            report = assemble_report(e._compact(header), entries, allocations)
-            rules_ = e._rules(self.db, self.connection_id)  # map
-            lk = e.lookups(self.zoho())
+            entries = [expenses.compact(x) for x in api.entries(report_id)]
+            allocations = [expenses.compact(x) for x in api.allocations(report_id)]
+            report = assemble_report(expenses.compact(header), entries, allocations)
+            rules_ = expenses.load_rules(self.db, self.connection_id)  # map
+            lk = expenses_lookups.lookups(self.zoho())
             code = report.currency.upper()
             day = journal_date_for(report, rules_)
             rate_info = None
             if code != lk.base_currency and code in lk.currencies and day is not None:
-                rate_info = e.exchange_rate(self.zoho(), lk, code, day)
+                rate_info = expenses_lookups.exchange_rate(self.zoho(), lk, code, day)
             from decimal import Decimal
 
             rate = Decimal(rate_info["rate"]) if rate_info else None
             body = map_report(report, rules_, lk, exchange_rate=rate)
             out["target_payload"] = body
             validate_journal(body, currency_precision=lk.currencies[code].precision)  # validate
-            problems = e._body_problems(body, lk)
+            problems = expenses.body_problems(body, lk)
             if problems:
                 kind, key, _ = problems[0]
                 raise ParkError("; ".join(p[2] for p in problems), dependency=kind, key=key)
