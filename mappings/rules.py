@@ -25,6 +25,6 @@ def register_flow_sections() -> None:
     )
     # The vendors section (issue #5): code_from also names a Zoho custom field; tax_id_field,
     # default_country.
-    from mappings.vendors import VendorsSectionSchema
+    from mappings.vendors_rules import VendorsSectionSchema
 
     rules.register_section("vendors", VendorsSectionSchema)
