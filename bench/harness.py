@@ -303,7 +303,7 @@ def generate_bills(bench: Bench, cid: int, n: int, *, org_id: str = ZOHO_ORG) ->
     """``n`` new bills in Zoho, one ledger record each (not yet enqueued); returns record ids."""
     from connector import connections
     from connector.zoho.documents import documents
-    from flows import payables
+    from flows import payables_intake
 
     before = {
         b["bill_id"] for b in _list_bills(bench, cid)
@@ -318,7 +318,7 @@ def generate_bills(bench: Bench, cid: int, n: int, *, org_id: str = ZOHO_ORG) ->
     ids: list[int] = []
     with bench.db.session() as s:
         for bill in bills:
-            made = payables.ensure_record(s, cid, "bill", bill, trigger="bench")
+            made = payables_intake.ensure_record(s, cid, "bill", bill, trigger="bench")
             assert made is not None
             ids.append(made[0].id)
     return ids

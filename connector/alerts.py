@@ -39,7 +39,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from connector import inbox, operations
+from connector import inbox, operations_problems
 from connector.api.redaction import redact
 from connector.config import Settings
 from connector.db import Database, utcnow
@@ -94,7 +94,7 @@ class DigestItem:
 
 def _top_reasons(records: list[SyncRecord], n: int = 3) -> str:
     reasons = Counter(
-        (r.last_error_code or "-", operations.normalize_message(r.last_error_message))
+        (r.last_error_code or "-", operations_problems.normalize_message(r.last_error_message))
         for r in records
     )
     parts = [
@@ -127,7 +127,7 @@ def current_conditions(
                 conn.id,
                 max(1, parked),
                 f"connection {conn.name!r} needs re-authorization ({parked} record(s) parked)"
-                f"{reason}. Fix: {operations.fix_hint(S.NEEDS_REAUTH, None, None, conn)}",
+                f"{reason}. Fix: {operations_problems.fix_hint(S.NEEDS_REAUTH, None, None, conn)}",
                 grows=False,
             )
         )
@@ -147,7 +147,7 @@ def current_conditions(
                 len(records),
                 f"{names.get(conn_id, conn_id)} / {flow}: {len(records)} dead record(s) "
                 f"(e.g. #{records[-1].id}); {_top_reasons(records)}. "
-                f"Fix: {operations.fix_hint(S.DEAD, records[-1].last_error_code)} "
+                f"Fix: {operations_problems.fix_hint(S.DEAD, records[-1].last_error_code)} "
                 f"Replay: connector replay --state dead --flow {flow}",
             )
         )
@@ -158,7 +158,7 @@ def current_conditions(
     for (source, conn_id), events in sorted(
         failed.items(), key=lambda kv: (kv[0][0], kv[0][1] or 0)
     ):
-        reasons = Counter(operations.normalize_message(e.note) for e in events)
+        reasons = Counter(operations_problems.normalize_message(e.note) for e in events)
         top = "; ".join(f"x{n}: {msg}" for msg, n in reasons.most_common(3))
         where = names.get(conn_id, conn_id) if conn_id is not None else "unrouted"
         conditions.append(
@@ -173,7 +173,7 @@ def current_conditions(
             )
         )
 
-    waiting = operations.waiting_too_long(session, older_than=waiting_age, now=now)
+    waiting = operations_problems.waiting_too_long(session, older_than=waiting_age, now=now)
     for (conn_id, flow), records in sorted(waiting.items()):
         oldest = min((r.waiting_since or r.updated_at) for r in records)
         hours = (now - oldest).total_seconds() / 3600
@@ -185,7 +185,7 @@ def current_conditions(
                 len(records),
                 f"{names.get(conn_id, conn_id)} / {flow}: {len(records)} record(s) waiting longer "
                 f"than {_human(waiting_age)} (oldest {hours:.1f} h); {_top_reasons(records)}. "
-                f"Fix: {operations.fix_hint(S.WAITING, records[0].last_error_code)}",
+                f"Fix: {operations_problems.fix_hint(S.WAITING, records[0].last_error_code)}",
             )
         )
     return conditions

@@ -4,8 +4,8 @@ How a report travels (docs/expenses.md):
 
 1. **Trigger.** An ESS ``statusChanged`` event that reaches approval (``EXPENSES_APPROVAL_TRIGGER``)
    or the back-stop poll (v3 reports ``A_APPR`` + ``P_PROC`` modified after the cursor) names a
-   report. Both create the ledger record with :func:`ensure_record`, keyed by the report id and
-   its **approval version** (:func:`approval_version`: ``ProcessingPaymentDate`` +
+   report. Both create the ledger record with ``flows.expenses_intake.ensure_record``, keyed by the
+   report id and its **approval version** (``approval_version``: ``ProcessingPaymentDate`` +
    ``SubmitDate`` from the v3 header). The poll reads the header from the list it already has;
    the event path reads it with one ``GET /expense/reports/{id}`` in the intake task (never in
    the web view). Same header, same key: an event and a poll meet on one record.
@@ -23,6 +23,9 @@ How a report travels (docs/expenses.md):
 5. **post** (zoho queue): brief §4. ``GET /journals?reference_number=`` before any re-post after
    an ambiguous failure, adopting only a journal no other version of the report owns.
 
+Intake and poll live in ``flows.expenses_intake``, the cached Zoho lists and rates in
+``flows.expenses_lookups``; this module is the step handler and the flow's ``DEFINITION``.
+
 A report sent back and re-approved after it was posted has a new approval version, hence a new
 record; it posts a new journal, and the record and the audit trail are flagged with both journal
 ids for the accountant to reverse the earlier one (docs/expenses.md, "Re-approval").
@@ -30,63 +33,43 @@ ids for the accountant to reverse the earlier one (docs/expenses.md, "Re-approva
 
 from __future__ import annotations
 
-import datetime as dt
 import logging
-import threading
-import time
 from collections.abc import Mapping
 from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import select
 
-from connector import audit, connections, intake, ledger, rules, sync
+from connector import audit, connections, ledger, rules
 from connector.concur.expense import ExpenseReports
-from connector.config import Settings
 from connector.db import Database
 from connector.errors import (
     MappingError,
-    NotFoundError,
     ParkError,
-    ReauthRequired,
-    TokenExpiredError,
     ValidationFailed,
 )
-from connector.models import RecordState, Step, SyncRecord, WebhookEvent
-from connector.registry import Flow, IntakeHook
+from connector.models import RecordState, SyncRecord
+from connector.registry import Flow
 from connector.steps import StepContext
-from connector.zoho.catalog import ZohoCatalog
 from connector.zoho.client import ZohoBooksClient
-from connector.zoho.journals import ExchangeRates, Journals
+from connector.zoho.journals import Journals
+from flows.expenses_intake import APPROVED, FLOW, HOOKS, approval_version, poll
+from flows.expenses_lookups import exchange_rate, lookups
 from mappings import rules as flow_rules
 from mappings.concur_reports import ConcurReport, assemble_report
-from mappings.expenses import (
+from mappings.expenses import journal_date_for, map_report, report_version
+from mappings.expenses_lookups import ZohoLookups
+from mappings.expenses_rules import (
     CREDIT_ACCOUNT_TYPES,
     DEBIT_ACCOUNT_TYPES,
     ExpensesRules,
-    ZohoLookups,
-    journal_date_for,
-    map_report,
     parse_expenses_rules,
-    report_version,
-    validate_journal,
 )
+from mappings.expenses_validation import validate_journal
 from mappings.journals import to_wire_decimal
 
 log = logging.getLogger(__name__)
 
-FLOW = "expenses"
-SOURCE_TYPE = "expense_report"
-APPROVED = "A_APPR"
-PROCESSING_PAYMENT = "P_PROC"
-
-#: The poll asks for reports modified after its cursor minus this margin: a report written in
-#: the same instant as the last one seen is not skipped (the ledger de-duplicates the overlap).
-POLL_OVERLAP = dt.timedelta(seconds=60)
-#: Zoho lists (chart of accounts, tags, currencies) are re-read after this long at the latest.
-LOOKUPS_MAX_AGE = 900.0
-#: A day's exchange rate is re-read after this long (the accountant may correct it).
-RATE_MAX_AGE = 3600.0
 #: Lookup problems a fresh copy of the Zoho lists can cure (rules problems cannot).
 _RELOADABLE = frozenset({"account", "tag", "currency"})
 
@@ -96,310 +79,15 @@ class Superseded(ValidationFailed):
     or a newer version of it is already on its way)."""
 
 
-# =========================================================================== identity
-
-
-def _stamp(value: Any) -> str | None:
-    """A v3 timestamp at millisecond precision, zone dropped (v3 prints UTC without a zone)."""
-    if value in (None, ""):
-        return None
-    text = str(value).strip()
-    try:
-        parsed = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        return text[:23]
-    if parsed.tzinfo is not None:
-        parsed = parsed.astimezone(dt.UTC).replace(tzinfo=None)
-    return parsed.isoformat(timespec="milliseconds")
-
-
-def approval_version(header: Mapping[str, Any]) -> str | None:
-    """The ledger ``source_version`` of a report: which approval of it this is.
-
-    Built from the v3 header's ``ProcessingPaymentDate`` ("completed all approvals") and
-    ``SubmitDate``, which the reports list (poll) and the single read (event) both carry, so
-    the two triggers compute the same key. A report sent back and re-approved gets a new
-    ``ProcessingPaymentDate`` (and a resubmission a new ``SubmitDate``): a new version. Paying
-    the report moves neither, so ``P_PAID`` never looks like a new version. ``None`` when the
-    report carries neither date (never approved).
-    """
-    pp, sub = _stamp(header.get("ProcessingPaymentDate")), _stamp(header.get("SubmitDate"))
-    if pp is None and sub is None:
-        return None
-    return f"pp={pp or '-'};sub={sub or '-'}"
-
-
-def ensure_record(
-    session: Any, connection_id: int, header: Mapping[str, Any], *, trigger: str
-) -> tuple[SyncRecord, bool] | None:
-    """The record of this report version, created once whoever asks first (event or poll)."""
-    version = approval_version(header)
-    report_id = str(header.get("ID") or "")
-    if version is None or not report_id:
-        return None
-    return ledger.get_or_create(
-        session,
-        connection_id=connection_id,
-        flow=FLOW,
-        source_system="concur",
-        source_type=SOURCE_TYPE,
-        source_id=report_id,
-        source_version=version,
-        target_system="zoho",
-        source_ref=(str(header.get("Name") or report_id))[:255],
-        stable_ref=report_id,
-        trigger=trigger,
-    )
-
-
-# =========================================================================== trigger (ESS)
-
-
-def reaches_approval(facts: Mapping[str, Any], trigger: str) -> bool:
-    """Whether a ``statusChanged`` event moves the report into approval, per the setting.
-
-    ``approval``: ``currentApprovalStatus`` becomes ``A_APPR``; ``payment``:
-    ``currentPaymentStatus`` becomes ``P_PROC``; ``either``: one of them. "Becomes" means the
-    previous value (when the event carries it) was different, so the event Concur sends when it
-    pays an approved report (``A_APPR`` -> ``A_APPR``, ``P_PROC`` -> ``P_PAID``) is not an approval.
-    """
-    approval = facts.get("currentApprovalStatus") == APPROVED and (
-        facts.get("previousApprovalStatus") != APPROVED
-    )
-    payment = facts.get("currentPaymentStatus") == PROCESSING_PAYMENT and (
-        facts.get("previousPaymentStatus") != PROCESSING_PAYMENT
-    )
-    if trigger == "approval":
-        return approval
-    if trigger == "payment":
-        return payment
-    return approval or payment
-
-
-def _describe(facts: Mapping[str, Any]) -> str:
-    return (
-        f"approval {facts.get('previousApprovalStatus') or '?'} -> "
-        f"{facts.get('currentApprovalStatus') or '?'}, payment "
-        f"{facts.get('previousPaymentStatus') or '?'} -> {facts.get('currentPaymentStatus') or '?'}"
-    )
-
-
-def prepare_event(
-    db: Database, settings: Settings, event: WebhookEvent, payload: dict[str, Any]
-) -> dict[str, Any]:
-    """Intake, outside any transaction: decide, and for an approval read the report header."""
-    facts = payload.get("facts") if isinstance(payload.get("facts"), dict) else {}
-    assert isinstance(facts, dict)
-    trigger = settings.expenses_approval_trigger
-    if not reaches_approval(facts, trigger):
-        return {
-            "ignored": f"statusChanged without approval ({_describe(facts)}; "
-            f"EXPENSES_APPROVAL_TRIGGER={trigger})"
-        }
-    report_id = str(facts.get("reportId") or "").strip()
-    if not report_id:
-        return {"ignored": "statusChanged without facts.reportId"}
-    if event.connection_id is None:
-        return {"ignored": "event is not routed to a connection"}
-    if not enabled(db, event.connection_id):
-        return {"ignored": NOT_ENABLED}
-    try:
-        client = connections.concur_client(db, settings, event.connection_id)
-        header = ExpenseReports(client).get(report_id)
-    except NotFoundError:
-        return {"ignored": f"report {report_id} is not in Concur any more"}
-    except (ReauthRequired, TokenExpiredError) as exc:
-        return {
-            "ignored": f"Concur credential needs re-authorization ({exc}); the expenses poll "
-            "picks the report up after the connection is re-authorized"
-        }
-    return {"header": header}
-
-
-def handle_event(
-    session: Any, event: WebhookEvent, payload: dict[str, Any], prepared: dict[str, Any]
-) -> intake.IntakeResult:
-    if prepared.get("ignored"):
-        return intake.IntakeResult([], ignored=str(prepared["ignored"]))
-    header = prepared["header"]
-    status = header.get("ApprovalStatusCode")
-    if status != APPROVED:
-        return intake.IntakeResult(
-            [], ignored=f"report {header.get('ID')} is {status} in Concur now, not approved"
-        )
-    made = ensure_record(
-        session, int(event.connection_id or 0), header, trigger=f"ESS event {event.dedupe_key}"
-    )
-    if made is None:
-        return intake.IntakeResult([], ignored=f"report {header.get('ID')} has no approval date")
-    record, created = made
-    # A record that already exists is on its way (or done): link the event, enqueue nothing new
-    # unless it has not started (a duplicate fetch message is harmless; the claim decides).
-    if created or record.state == RecordState.RECEIVED.value:
-        return intake.IntakeResult([(record.id, Step.FETCH)])
-    return intake.IntakeResult([])
-
-
-HOOKS = {("concur", "statusChanged"): IntakeHook(handle_event, prepare=prepare_event)}
-
-
-# =========================================================================== poll (back-stop)
-
-
-def _v3_time(value: dt.datetime) -> str:
-    return value.isoformat(timespec="milliseconds")
-
-
-def _parse_v3(value: Any) -> dt.datetime | None:
-    text = _stamp(value)
-    if text is None:
-        return None
-    try:
-        return dt.datetime.fromisoformat(text)
-    except ValueError:
-        return None
-
-
-def enabled(db: Database, connection_id: int) -> bool:
-    """The flow runs for a connection once its rules have an ``expenses:`` section.
-
-    A connection that only syncs payables or vendors must not collect expense records that
-    would wait forever. Reports approved before the import are found by the first poll after
-    it (the cursor does not move while the flow is off).
-    """
-    return bool(rules.section(db, connection_id, FLOW))
-
-
-NOT_ENABLED = (
-    "the expenses flow is off for this connection (its rules have no expenses: section); "
-    "the first poll after `connector mappings import` picks the report up"
-)
-
-
-def poll(db: Database, settings: Settings, connection_id: int) -> sync.PassResult:
-    """List approved reports (``A_APPR`` + ``P_PROC``, ``user=ALL``) modified after the cursor.
-
-    The first pass looks back ``EXPENSES_POLL_LOOKBACK_DAYS``. Each report gets its record by
-    :func:`ensure_record` from the list item itself (no per-report call); the cursor becomes the
-    newest ``LastModifiedDate`` seen, written after the records are committed.
-    """
-    if not enabled(db, connection_id):
-        return sync.PassResult([], NOT_ENABLED)
-    cursor = _parse_v3(sync.read_cursor(db, connection_id, FLOW))
-    if cursor is None:
-        since = dt.datetime.now(dt.UTC).replace(tzinfo=None) - dt.timedelta(
-            days=settings.expenses_poll_lookback_days
-        )
-    else:
-        since = cursor - POLL_OVERLAP
-    client = connections.concur_client(db, settings, connection_id)
-    items = list(ExpenseReports(client).iter_approved(modified_after=_v3_time(since)))
-    records: list[tuple[int, Step]] = []
-    newest = cursor
-    with db.session() as session:
-        for item in items:
-            made = ensure_record(session, connection_id, item, trigger="poll")
-            if made is not None and made[1]:
-                records.append((made[0].id, Step.FETCH))
-            modified = _parse_v3(item.get("LastModifiedDate"))
-            if modified is not None and (newest is None or modified > newest):
-                newest = modified
-    if newest is not None and newest != cursor:
-        sync.write_cursor(db, connection_id, FLOW, _v3_time(newest))
-    return sync.PassResult(
-        records, f"{len(items)} approved report(s) listed, {len(records)} new record(s)"
-    )
-
-
-
-
-# =========================================================================== Zoho lookups (cached)
-
-_lock = threading.Lock()
-_currencies: dict[str, tuple[float, list[dict[str, Any]]]] = {}
-_rates: dict[tuple[str, str, str], tuple[float, dict[str, Any]]] = {}
-
-
-def _org_key(client: ZohoBooksClient) -> str:
-    return f"{client.base_url}|{client.organization_id}"
-
-
-def clear_caches() -> None:
-    """Forget cached currencies and exchange rates (tests)."""
-    with _lock:
-        _currencies.clear()
-        _rates.clear()
-
-
-def lookups(client: ZohoBooksClient, *, reload: bool = False) -> ZohoLookups:
-    """The organization's accounts, tags (with options) and currencies, cached per process."""
-    lists = ZohoCatalog(client).lists(reload=reload)
-    key = _org_key(client)
-    with _lock:
-        cached = _currencies.get(key)
-    if cached is None or reload or time.monotonic() - cached[0] > LOOKUPS_MAX_AGE:
-        currencies = list(client.currencies.iter_all())
-        with _lock:
-            _currencies[key] = (time.monotonic(), currencies)
-    else:
-        currencies = cached[1]
-    return ZohoLookups.from_api(
-        accounts=lists["accounts"], tags=lists["tags"], currencies=currencies
-    )
-
-
-def exchange_rate(
-    client: ZohoBooksClient, lookups_: ZohoLookups, code: str, day: dt.date
-) -> dict[str, Any] | None:
-    """Zoho's rate for ``code`` on ``day``: base-currency units per unit of ``code``.
-
-    Source: ``GET /settings/currencies/{id}/exchangerates?from_date=`` (the rate effective on
-    the journal date or the closest before it); when Zoho has none, the currency's current
-    ``exchange_rate`` from ``GET /settings/currencies``. Cached per currency and day.
-    """
-    currency = lookups_.currencies.get(code)
-    if currency is None:
-        return None
-    key = (_org_key(client), currency.currency_id, day.isoformat())
-    with _lock:
-        cached = _rates.get(key)
-    if cached is not None and time.monotonic() - cached[0] < RATE_MAX_AGE:
-        return cached[1]
-    found = ExchangeRates(client).on_or_before(currency.currency_id, day.isoformat())
-    info: dict[str, Any] | None
-    if found is not None:
-        info = {
-            "rate": str(found["rate"]),
-            "source": "zoho:exchangerates",
-            "effective_date": str(found.get("effective_date") or "")[:10],
-            "exchange_rate_id": str(found.get("exchange_rate_id") or ""),
-        }
-    else:
-        with _lock:
-            listed = _currencies.get(_org_key(client), (0.0, []))[1]
-        row = next((c for c in listed if str(c.get("currency_code")).upper() == code), None)
-        info = None
-        if row is not None and row.get("exchange_rate") not in (None, "", 0):
-            info = {
-                "rate": str(row["exchange_rate"]),
-                "source": "zoho:currency",
-                "effective_date": str(row.get("effective_date") or "")[:10],
-            }
-    if info is not None:
-        with _lock:
-            _rates[key] = (time.monotonic(), info)
-    return info
-
-
 # =========================================================================== the handler
 
 
-def _compact(item: Mapping[str, Any]) -> dict[str, Any]:
+def compact(item: Mapping[str, Any]) -> dict[str, Any]:
     """Drop nulls and link fields: Concur prints every Custom1-40 whether used or not."""
     return {k: v for k, v in item.items() if v not in (None, "", {}) and k != "URI"}
 
 
-def _rules(db: Database, connection_id: int) -> ExpensesRules:
+def load_rules(db: Database, connection_id: int) -> ExpensesRules:
     section = rules.section(db, connection_id, FLOW)
     if not section:
         raise MappingError(
@@ -436,7 +124,7 @@ def _siblings(db: Database, record: SyncRecord) -> list[SyncRecord]:
         return out
 
 
-def _body_problems(body: Mapping[str, Any], lk: ZohoLookups) -> list[tuple[str, str, str]]:
+def body_problems(body: Mapping[str, Any], lk: ZohoLookups) -> list[tuple[str, str, str]]:
     """Everything in a mapped body Zoho would refuse that the current lists can tell."""
     problems: list[tuple[str, str, str]] = []
     if not any(c.currency_id == str(body.get("currency_id")) for c in lk.currencies.values()):
@@ -513,11 +201,11 @@ class ExpensesFlow:
                 f"report {record.source_id} was approved again since this version was recorded "
                 f"(now {current}); that approval is its own record"
             )
-        entries = [_compact(e) for e in api.entries(record.source_id)]
-        allocations = [_compact(a) for a in api.allocations(record.source_id)]
+        entries = [compact(e) for e in api.entries(record.source_id)]
+        allocations = [compact(a) for a in api.allocations(record.source_id)]
         report = assemble_report(header, entries, allocations)
         return {
-            "report": _compact(header),
+            "report": compact(header),
             "entries": entries,
             "allocations": allocations,
             "content_version": report_version(report),
@@ -526,7 +214,7 @@ class ExpensesFlow:
 
     def map(self, ctx: StepContext, record: SyncRecord) -> dict[str, Any]:
         report = _report(record)
-        rules_ = _rules(ctx.db, record.connection_id)
+        rules_ = load_rules(ctx.db, record.connection_id)
         zoho = self._zoho(ctx, record, "map")
         try:
             return self._map(ctx, record, zoho, report, rules_, reload=False)
@@ -592,9 +280,9 @@ class ExpensesFlow:
                 f"({newer[0].source_version}); this one is not posted"
             )
         zoho = self._zoho(ctx, record, "validate")
-        problems = _body_problems(body, lookups(zoho))
+        problems = body_problems(body, lookups(zoho))
         if problems:
-            problems = _body_problems(body, lookups(zoho, reload=True))
+            problems = body_problems(body, lookups(zoho, reload=True))
         if problems:
             kind, key, _ = problems[0]
             raise ParkError("; ".join(p[2] for p in problems), dependency=kind, key=key)

@@ -2,7 +2,10 @@
 
 Pure functions only: the flow fetches the report (``mappings.concur_reports.assemble_report``) and
 the organization's chart of accounts, reporting tags and currencies (:class:`ZohoLookups`), picks
-an exchange rate, and calls :func:`map_report` then :func:`validate_journal`. Nothing here talks
+an exchange rate, and calls :func:`map_report` then ``validate_journal``. The rules section is
+parsed in :mod:`mappings.expenses_rules`, the organization's lists are
+:mod:`mappings.expenses_lookups` and the last check is :mod:`mappings.expenses_validation`.
+Nothing here talks
 HTTP or touches the database, so every rule is testable with plain data.
 
 Rounding rule (also in ``docs/expenses-mapping.md``): each entry's approved amount is rounded to
@@ -14,17 +17,12 @@ credits by construction and the journal total equals the sum of the approved bus
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
-from functools import cached_property
 from typing import Any, Literal
-
-from marshmallow import RAISE, Schema, ValidationError, fields, validate, validates_schema
 
 from connector.errors import MappingError, ParkError, ValidationFailed
 from mappings import money
@@ -32,326 +30,20 @@ from mappings.concur_reports import (
     ConcurAllocation,
     ConcurEntry,
     ConcurReport,
-    canonical_field_name,
 )
+from mappings.expenses_lookups import ZohoAccount, ZohoLookups
+from mappings.expenses_rules import CREDIT_ACCOUNT_TYPES, DEBIT_ACCOUNT_TYPES, ExpensesRules
 from mappings.journals import (
     DESCRIPTION_MAX_LENGTH,
     NOTES_MAX_LENGTH,
     REFERENCE_MAX_LENGTH,
-    ZohoJournalSchema,
     render_amount,
     render_id,
     to_wire_decimal,
 )
 
-__all__ = [
-    "CREDIT_ACCOUNT_TYPES",
-    "DEBIT_ACCOUNT_TYPES",
-    "JOURNAL_DATE_OPTIONS",
-    "CostCentreRule",
-    "ExpensesRules",
-    "ExpensesSectionSchema",
-    "NothingToPost",
-    "Problem",
-    "ZohoAccount",
-    "ZohoCurrency",
-    "ZohoLookups",
-    "ZohoTag",
-    "ZohoTagOption",
-    "journal_date_for",
-    "map_report",
-    "parse_expenses_rules",
-    "report_version",
-    "stable_reference",
-    "validate_journal",
-]
-
-JournalDateRule = Literal["approval", "submit", "processing_payment", "paid"]
-JOURNAL_DATE_OPTIONS: tuple[str, ...] = ("approval", "submit", "processing_payment", "paid")
-STATUS_OPTIONS: tuple[str, ...] = ("published", "draft")
-
-#: Accounts an expense may be debited to (Zoho ``account_type`` values, incl. the IFRS ones).
-DEBIT_ACCOUNT_TYPES = frozenset(
-    {
-        "expense",
-        "other_expense",
-        "cost_of_goods_sold",
-        "manufacturing_expense",
-        "impairment_expense",
-        "depreciation_expense",
-        "employee_benefit_expense",
-        "lease_expense",
-        "finance_expense",
-        "tax_expense",
-    }
-)
-#: Accounts a payment type may be credited to: what the company owes the employee or the card
-#: issuer, or what it paid from. ``accounts_payable`` is left out on purpose: Zoho wants a
-#: vendor on every journal line that touches it, and an employee reimbursement has none.
-CREDIT_ACCOUNT_TYPES = frozenset(
-    {
-        "other_current_liability",
-        "credit_card",
-        "bank",
-        "cash",
-        "other_liability",
-        "long_term_liability",
-        "employee_benefit_liability",
-        "financial_liability",
-    }
-)
-
 #: Which dependency a combined ParkError is filed under: the first one to fix.
 _DEPENDENCY_ORDER = ("mapping", "account", "tag", "currency", "report")
-
-
-# =========================================================================== rules (the section)
-
-
-@dataclass(frozen=True)
-class CostCentreRule:
-    """Which allocation custom field holds the cost centre, and the Zoho tag it becomes."""
-
-    field: str  # canonical name (``Custom1``), see ``canonical_field_name``
-    tag: str  # Zoho reporting tag name, e.g. "Cost Center"
-    options: Mapping[str, str] = dataclasses.field(default_factory=dict)  # Concur -> Zoho name
-    match: Literal["code", "value"] = "code"  # read the list item's Code (CC-100) or Value
-
-    def option_name(self, concur_key: str) -> str:
-        """The Zoho option for a Concur value: the mapped name, or the same name when unlisted."""
-        return self.options.get(concur_key, concur_key)
-
-
-@dataclass(frozen=True)
-class ExpensesRules:
-    """The ``expenses:`` section of a connection's rules file, parsed."""
-
-    credit_accounts: Mapping[str, str]
-    accounts: Mapping[str, str] = field(default_factory=dict)
-    default_account: str | None = None
-    cost_centre: CostCentreRule | None = None
-    journal_date: JournalDateRule = "approval"
-    status: Literal["published", "draft"] = "published"
-
-    def account_for(self, expense_type_code: str) -> str | None:
-        """The Zoho account (name or id) for a Concur expense type, or ``None`` to wait."""
-        return self.accounts.get(expense_type_code) or self.default_account
-
-
-def _custom_field_name(value: str) -> None:
-    try:
-        canonical_field_name(value)
-    except ValueError as exc:
-        raise ValidationError(str(exc)) from exc
-
-
-_NAME = fields.String(validate=validate.Length(min=1))
-
-
-class CostCentreSchema(Schema):
-    """``expenses.cost_centre``."""
-
-    class Meta:
-        unknown = RAISE
-
-    field = fields.String(required=True, validate=_custom_field_name)
-    tag = fields.String(required=True, validate=validate.Length(min=1))
-    options = fields.Dict(keys=fields.String(), values=_NAME, load_default=dict)
-    match = fields.String(load_default="code", validate=validate.OneOf(["code", "value"]))
-
-
-class ExpensesSectionSchema(Schema):
-    """``expenses:`` in the rules file; ``unknown = RAISE`` so a misspelt key is reported, not
-    ignored. Loading collects every problem at once (marshmallow's error dict)."""
-
-    class Meta:
-        unknown = RAISE
-
-    accounts = fields.Dict(keys=fields.String(), values=_NAME, load_default=dict)
-    default_account = fields.String(
-        allow_none=True, load_default=None, validate=validate.Length(min=1)
-    )
-    credit_accounts = fields.Dict(
-        keys=fields.String(),
-        values=_NAME,
-        required=True,
-        validate=validate.Length(min=1, error="map at least one payment type to an account"),
-    )
-    cost_centre = fields.Nested(CostCentreSchema, allow_none=True, load_default=None)
-    journal_date = fields.String(
-        load_default="approval", validate=validate.OneOf(JOURNAL_DATE_OPTIONS)
-    )
-    status = fields.String(load_default="published", validate=validate.OneOf(STATUS_OPTIONS))
-
-    @validates_schema
-    def _some_account(self, data: dict[str, Any], **kwargs: Any) -> None:
-        if not data.get("accounts") and not data.get("default_account"):
-            raise ValidationError(
-                "set accounts (expense type -> account) or default_account", "accounts"
-            )
-
-
-def _flatten(messages: Any, prefix: str = "") -> list[str]:
-    """marshmallow's nested error dict as ``path: message`` lines."""
-    if isinstance(messages, Mapping):
-        out: list[str] = []
-        for key, value in messages.items():
-            path = prefix if key == "_schema" else (f"{prefix}.{key}" if prefix else str(key))
-            out.extend(_flatten(value, path))
-        return out
-    if isinstance(messages, list | tuple):
-        return [line for m in messages for line in _flatten(m, prefix)]
-    return [f"{prefix}: {messages}" if prefix else str(messages)]
-
-
-def parse_expenses_rules(section: Mapping[str, Any] | None) -> ExpensesRules:
-    """Validate and parse the ``expenses:`` section (the rules-file loader calls this).
-
-    Raises:
-        ValidationFailed: every problem at once; ``errors`` is marshmallow's dict and the message
-            lists them as ``expenses.<key>: <problem>`` lines.
-    """
-    try:
-        data = ExpensesSectionSchema().load(dict(section or {}))
-    except ValidationError as exc:
-        problems = _flatten(exc.messages, "expenses")
-        raise ValidationFailed(
-            f"expenses rules are invalid ({len(problems)} problem(s)): " + "; ".join(problems),
-            errors=exc.messages if isinstance(exc.messages, dict) else {"_schema": exc.messages},
-        ) from exc
-    cc = data.pop("cost_centre")
-    cost_centre = None
-    if cc is not None:
-        cost_centre = CostCentreRule(
-            field=canonical_field_name(cc["field"]),
-            tag=cc["tag"],
-            options=dict(cc["options"]),
-            match=cc["match"],
-        )
-    return ExpensesRules(cost_centre=cost_centre, **data)
-
-
-# =========================================================================== Zoho lookups
-
-
-@dataclass(frozen=True)
-class ZohoAccount:
-    """One row of ``GET /chartofaccounts``."""
-
-    account_id: str
-    account_name: str
-    account_type: str
-    is_active: bool = True
-    account_code: str | None = None
-
-
-@dataclass(frozen=True)
-class ZohoTagOption:
-    """One option of a reporting tag."""
-
-    option_id: str
-    option_name: str
-    is_active: bool = True
-
-
-@dataclass(frozen=True)
-class ZohoTag:
-    """A reporting tag with its options by exact name."""
-
-    tag_id: str
-    tag_name: str
-    options: Mapping[str, ZohoTagOption] = field(default_factory=dict)
-    is_active: bool = True
-    is_mandatory: bool = False
-
-
-@dataclass(frozen=True)
-class ZohoCurrency:
-    """An enabled currency of the organization (``GET /settings/currencies``)."""
-
-    currency_id: str
-    currency_code: str
-    precision: int = 2
-
-
-@dataclass(frozen=True)
-class ZohoLookups:
-    """What the mapping needs to know about the live organization; the flow fills it.
-
-    Pure data so tests build it directly. ``accounts`` is keyed by ``account_id``; rules name
-    accounts by exact ``account_name`` (an ``account_id`` also works).
-    """
-
-    accounts: Mapping[str, ZohoAccount]
-    tags: Mapping[str, ZohoTag]
-    currencies: Mapping[str, ZohoCurrency]
-    base_currency: str
-
-    @cached_property
-    def accounts_by_name(self) -> Mapping[str, tuple[ZohoAccount, ...]]:
-        """Accounts by exact name (a tuple, so a duplicated name is reported, not guessed)."""
-        out: dict[str, tuple[ZohoAccount, ...]] = {}
-        for acc in self.accounts.values():
-            out[acc.account_name] = (*out.get(acc.account_name, ()), acc)
-        return out
-
-    @classmethod
-    def from_api(
-        cls,
-        *,
-        accounts: Iterable[Mapping[str, Any]],
-        tags: Iterable[Mapping[str, Any]],
-        currencies: Iterable[Mapping[str, Any]],
-        base_currency: str | None = None,
-    ) -> ZohoLookups:
-        """Build from Zoho's list responses (``chartofaccounts``, reporting tags with their
-        ``options``, ``currencies``); the base currency is the one with ``is_base_currency``.
-
-        Tag options are read as ``option_id``/``option_name`` (the ``/reportingtags`` shape,
-        UNCONFIRMED for Books) or ``tag_option_id``/``tag_option_name`` (the transaction shape).
-
-        Raises:
-            ValueError: no base currency given or marked.
-        """
-        accs = {
-            str(a["account_id"]): ZohoAccount(
-                account_id=str(a["account_id"]),
-                account_name=str(a["account_name"]),
-                account_type=str(a.get("account_type") or ""),
-                is_active=bool(a.get("is_active", True)),
-                account_code=str(a["account_code"]) if a.get("account_code") else None,
-            )
-            for a in accounts
-        }
-        tag_map: dict[str, ZohoTag] = {}
-        for t in tags:
-            options = {}
-            for o in t.get("options") or ():
-                oid = str(o.get("option_id") or o.get("tag_option_id") or "")
-                oname = str(o.get("option_name") or o.get("tag_option_name") or "")
-                options[oname] = ZohoTagOption(oid, oname, bool(o.get("is_active", True)))
-            tag_map[str(t["tag_name"])] = ZohoTag(
-                tag_id=str(t["tag_id"]),
-                tag_name=str(t["tag_name"]),
-                options=options,
-                is_active=bool(t.get("is_active", True)),
-                is_mandatory=bool(t.get("is_mandatory", False)),
-            )
-        ccys: dict[str, ZohoCurrency] = {}
-        for c in currencies:
-            code = str(c["currency_code"]).upper()
-            ccys[code] = ZohoCurrency(
-                currency_id=str(c["currency_id"]),
-                currency_code=code,
-                precision=int(c.get("price_precision", money.precision(code))),
-            )
-            if base_currency is None and c.get("is_base_currency"):
-                base_currency = code
-        if not base_currency:
-            raise ValueError("the organization's base currency is unknown")
-        return cls(
-            accounts=accs, tags=tag_map, currencies=ccys, base_currency=base_currency.upper()
-        )
 
 
 # =========================================================================== problems
@@ -801,70 +493,4 @@ def _check_invariants(
         raise RuntimeError(
             f"unbalanced journal for report {report.id}: debits {debit}, credits {credit}, "
             f"net {net}, approved {expected}"
-        )
-
-
-# =========================================================================== validation
-
-
-def validate_journal(body: Mapping[str, Any], *, currency_precision: int) -> None:
-    """Check a journal body before ``POST /journals``: everything Zoho would refuse that we can
-    see without asking it.
-
-    Schema (``ZohoJournalSchema``, strict types and known keys only), then business rules:
-    ``reference_number`` present (the stable reference), ``journal_date`` a real date, every
-    amount > 0 with at most ``currency_precision`` decimals, at least one debit and one credit,
-    debits equal to credits to the last unit, and a positive ``exchange_rate`` when given.
-
-    Raises:
-        ValidationFailed: every problem at once; ``errors`` holds marshmallow's dict plus
-            ``_rules`` for the business rules.
-    """
-    errors: dict[str, Any] = dict(ZohoJournalSchema().validate(dict(body)))
-    rules: list[str] = []
-    if not body.get("reference_number"):
-        rules.append("reference_number is required: it is how a retry finds this journal")
-    raw_date = body.get("journal_date")
-    if isinstance(raw_date, str) and "journal_date" not in errors:
-        try:
-            date.fromisoformat(raw_date)
-        except ValueError:
-            rules.append(f"journal_date {raw_date!r} is not a calendar date")
-    rate = body.get("exchange_rate")
-    if rate is not None and "exchange_rate" not in errors and to_wire_decimal(rate) <= 0:
-        rules.append("exchange_rate must be greater than zero")
-
-    quantum = Decimal(1).scaleb(-currency_precision)
-    totals = {"debit": Decimal(0), "credit": Decimal(0)}
-    lines = body.get("line_items")
-    for n, line in enumerate(lines if isinstance(lines, list) else []):
-        if not isinstance(line, Mapping):
-            continue
-        try:
-            amount = to_wire_decimal(line.get("amount"))
-        except ValueError:
-            continue  # the schema already reports it
-        if amount <= 0:
-            rules.append(f"line_items[{n}].amount must be greater than zero (is {amount})")
-        if amount != amount.quantize(quantum):
-            rules.append(
-                f"line_items[{n}].amount {amount} has more than {currency_precision} decimal(s)"
-            )
-        side = line.get("debit_or_credit")
-        if side in totals:
-            totals[side] += amount
-    if isinstance(lines, list) and lines:
-        if not totals["debit"] or not totals["credit"]:
-            rules.append("a journal needs at least one debit and one credit line")
-        elif totals["debit"] != totals["credit"]:
-            rules.append(
-                f"journal is not balanced: debits {totals['debit']} != credits {totals['credit']}"
-            )
-    if rules:
-        errors["_rules"] = rules
-    if errors:
-        problems = _flatten({k: v for k, v in errors.items() if k != "_rules"}) + rules
-        raise ValidationFailed(
-            f"journal is invalid ({len(problems)} problem(s)): " + "; ".join(problems),
-            errors=errors,
         )

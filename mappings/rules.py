@@ -12,8 +12,8 @@ from connector import rules
 
 def register_flow_sections() -> None:
     """Replace the placeholder sections by the flows' schemas (idempotent)."""
-    from mappings.expenses import ExpensesSectionSchema
-    from mappings.payables import PayablesSectionSchema
+    from mappings.expenses_rules import ExpensesSectionSchema
+    from mappings.payables_rules import PayablesSectionSchema
 
     rules.register_section("payables", PayablesSectionSchema, accounts=("expense_types.@",))
     rules.register_section(
@@ -25,6 +25,6 @@ def register_flow_sections() -> None:
     )
     # The vendors section (issue #5): code_from also names a Zoho custom field; tax_id_field,
     # default_country.
-    from mappings.vendors import VendorsSectionSchema
+    from mappings.vendors_rules import VendorsSectionSchema
 
     rules.register_section("vendors", VendorsSectionSchema)

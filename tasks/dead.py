@@ -13,7 +13,7 @@ are listed beside the dead records (not when ``--flow`` narrows the list: an eve
 yet), and ``retry --event``/``--all-events`` re-drives them (``connector.inbox.replay_failed``).
 - ``celery -A tasks dead purge --older-than DAYS [--flow F] [--connection C] [--dry-run]``
 
-``retry`` is ``connector replay`` limited to dead records; both call ``connector.operations``.
+``retry`` is ``connector replay`` limited to dead records; both call ``connector.operations_replay``.
 """
 
 from __future__ import annotations
@@ -69,10 +69,10 @@ def dead_list(
     as_json: bool,
 ) -> None:
     """List dead records, newest first."""
-    from connector import operations
+    from connector import operations, operations_records
 
     try:
-        rows = operations.list_records(
+        rows = operations_records.list_records(
             _db(),
             connection=connection,
             flow=flow,
@@ -150,7 +150,7 @@ def dead_retry(
 ) -> None:
     """Restart dead records at the step that failed (a posted record is never re-posted), or
     re-drive failed webhook events (``--event``/``--all-events``)."""
-    from connector import operations
+    from connector import operations_replay
     from tasks.pipeline import enqueue
 
     if event_ids or all_events:
@@ -161,7 +161,7 @@ def dead_retry(
     if bool(ids) == all_:
         raise click.UsageError("give record ids or --all (not both)")
     try:
-        report = operations.replay(
+        report = operations_replay.replay(
             _db(),
             list(ids) or None,
             state=None if ids else "dead",
@@ -208,12 +208,12 @@ def dead_purge(
     dry_run: bool,
 ) -> None:
     """Delete dead records older than DAYS; one summary audit row per record stays."""
-    from connector import operations
+    from connector import operations_replay
 
     if days < 0:
         raise click.BadParameter("must be zero or more", param_hint="--older-than")
     try:
-        ids = operations.purge_dead(
+        ids = operations_replay.purge_dead(
             _db(),
             older_than=dt.timedelta(days=days),
             flow=flow,

@@ -6,7 +6,7 @@ on a web process bound to loopback (``WEB_BIND``) and answers 503 otherwise. Eve
 timestamp under a key derived from ``CONNECTOR_SECRET_KEY``, valid 12 hours, so no session
 store is needed.
 
-Replay buttons call ``connector.operations`` (the same functions as ``connector replay``) with
+Replay buttons call ``connector.operations_replay`` (the same functions as ``connector replay``) with
 ``tasks.pipeline.enqueue``, or the ``OPS_ENQUEUE`` callable from the app config (tests).
 """
 
@@ -19,19 +19,10 @@ import time
 from typing import Any
 from urllib.parse import urlencode
 
-from flask import (
-    Blueprint,
-    Response,
-    current_app,
-    g,
-    redirect,
-    render_template,
-    request,
-    url_for,
-)
+from flask import Blueprint, Response, current_app, g, redirect, render_template, request, url_for
 from werkzeug.wrappers import Response as BaseResponse
 
-from connector import inbox, operations
+from connector import inbox, operations, operations_problems, operations_records, operations_replay
 from connector.config import Settings
 from connector.db import Database
 from connector.errors import ConnectorError
@@ -170,10 +161,10 @@ def _pretty_json(value: Any) -> str:
 @bp.get("/")
 def index() -> str:
     db = _db()
-    counts = operations.counts_by_flow_state(db)
+    counts = operations_problems.counts_by_flow_state(db)
     states = [s for s in operations.PROBLEM_STATES]
-    groups = operations.problem_groups(db)
-    overview = operations.connections_overview(db)
+    groups = operations_problems.problem_groups(db)
+    overview = operations_problems.connections_overview(db)
     with db.session() as session:
         failed_events = [inbox.describe(e) for e in inbox.failed_events(session, limit=100)]
     return render_template(
@@ -206,6 +197,8 @@ def _zoho_quotas(overview: list[dict[str, Any]]) -> list[dict[str, Any]]:
         return [
             {"organization_id": o, "status": f"unavailable ({type(exc).__name__})"} for o in orgs
         ]
+
+
 def _enqueue_event() -> Any:
     fn = current_app.config.get("OPS_ENQUEUE_EVENT")
     if fn is None:
@@ -236,7 +229,7 @@ def _state_columns(counts: dict[str, dict[str, int]]) -> list[str]:
 def records() -> str:
     state = request.args.getlist("state") or None
     try:
-        rows = operations.list_records(
+        rows = operations_records.list_records(
             _db(),
             connection=request.args.get("connection") or None,
             flow=request.args.get("flow") or None,
@@ -258,7 +251,7 @@ def records() -> str:
 @bp.get("/records/<int:record_id>")
 def record(record_id: int) -> Any:
     try:
-        info = operations.show_record(_db(), record_id, sandbox_url=_settings().sandbox_url)
+        info = operations_records.show_record(_db(), record_id, sandbox_url=_settings().sandbox_url)
     except operations.OperationError as exc:
         return render_template("ops/error.html", message=str(exc), user=g.ops_user), 404
     return render_template(
@@ -280,7 +273,7 @@ def _back(default: str, message: str) -> Response:
     return redirect(f"{target}?{urlencode({'message': message})}", code=303)
 
 
-def _summary(report: operations.ReplayReport) -> str:
+def _summary(report: operations_replay.ReplayReport) -> str:
     counts = report.as_dict()["counts"]
     parts = [f"{n} {a}" for a, n in counts.items()]
     details = "; ".join(f"#{o.record_id}: {o.detail}" for o in report.outcomes[:5])
@@ -299,14 +292,14 @@ def replay() -> Any:
     who = f"ops:{g.ops_user}"
     try:
         if request.form.get("group"):
-            report = operations.replay_group(
+            report = operations_problems.replay_group(
                 _db(), request.form["group"], requested_by=who, enqueue=_enqueue()
             )
         else:
             ids = [int(v) for v in request.form.getlist("record_id") if v.strip().isdigit()]
             if not ids:
                 return _back(url_for("ops.index"), "nothing selected")
-            report = operations.replay(
+            report = operations_replay.replay(
                 _db(),
                 ids,
                 requested_by=who,

@@ -19,7 +19,7 @@ from connector.errors import ConnectorError, QuotaExhaustedError, QuotaReserveEr
 
 
 def _quota_spent(exc: ConnectorError) -> int:
-    from flows.backfill import human_duration
+    from flows.backfill_budget import human_duration
 
     retry_after = getattr(exc, "retry_after", 0.0)
     if isinstance(exc, QuotaReserveError):
@@ -169,12 +169,12 @@ def _run(
     backfill: Any,
 ) -> None:
     from connector.models import Connection
+    from flows.backfill_budget import Budget, Progress, human_duration
+    from flows.backfill_cursor import load_cursor
 
     with db.session() as session:
         company = session.get(Connection, connection_id).concur_company_id or ""
-    progress = backfill.Progress(
-        flow, day, backfill.Budget.from_settings(settings, flow, company), stream=sys.stderr
-    )
+    progress = Progress(flow, day, Budget.from_settings(settings, flow, company), stream=sys.stderr)
 
     def enqueue(batch: list[tuple[int, Any]]) -> None:
         from tasks.pipeline import enqueue as send
@@ -189,7 +189,7 @@ def _run(
             page_size=page_size, progress=progress, on_page=enqueue, restart=restart,
         )  # fmt: skip
     except KeyboardInterrupt:
-        cursor = backfill.load_cursor(db, connection_id, flow, day)
+        cursor = load_cursor(db, connection_id, flow, day)
         click.echo(
             f"\ninterrupted after {cursor.found} {flow} document(s) ({cursor.new} new record(s) "
             "enqueued); run the same command again to continue where it stopped",
@@ -209,7 +209,7 @@ def _run(
     seconds, bound = progress.eta()
     click.echo(
         f"done: {cursor.found} {flow} document(s) since {day}, {cursor.new} new record(s) in "
-        f"{cursor.runs} run(s); the worker posts them (ETA {backfill.human_duration(seconds)} "
+        f"{cursor.runs} run(s); the worker posts them (ETA {human_duration(seconds)} "
         f"at best, {bound}-bound). Follow: connector records list --connection "
         f"{connection_id} --flow {flow}, or /ops.",
         err=True,

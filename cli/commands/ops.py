@@ -1,6 +1,6 @@
 """Operator commands: ``connector replay`` and ``connector records list|show``.
 
-Thin Click wrappers around ``connector.operations``. Celery is imported only inside ``replay``
+Thin Click wrappers around ``connector.operations_*``. Celery is imported only inside ``replay``
 (to enqueue), so importing this module loads neither Celery nor Flask (tests/test_layering.py).
 """
 
@@ -89,7 +89,7 @@ def replay_command(
     to its audit trail. A posted record is never re-posted; with --verify the target is asked
     whether it still has it and the answer (found / missing) is reported and audited.
     """
-    from connector import operations
+    from connector import operations, operations_replay
 
     if not ids and not state:
         raise click.UsageError("give record IDs or --state")
@@ -106,7 +106,7 @@ def replay_command(
 
         return send(record_id, step)
 
-    report = operations.replay(
+    report = operations_replay.replay(
         db,
         list(ids) or None,
         state=state,
@@ -156,9 +156,9 @@ def records_list(
     as_json: bool,
 ) -> None:
     """Records, most recently changed first."""
-    from connector import operations
+    from connector import operations, operations_records
 
-    rows = operations.list_records(
+    rows = operations_records.list_records(
         _db(),
         connection=connection,
         flow=flow,
@@ -195,11 +195,11 @@ def records_list(
 @_errors
 def records_show(record_id: int, as_json: bool) -> None:
     """One record: state, last error and fix hint, target, payloads and its audit trail."""
-    from connector import operations
+    from connector import operations_records
     from connector.config import get_settings
 
     db = _db()
-    info = operations.show_record(db, record_id, sandbox_url=get_settings().sandbox_url)
+    info = operations_records.show_record(db, record_id, sandbox_url=get_settings().sandbox_url)
     if as_json:
         click.echo(json.dumps(info, indent=2, default=str))
         return

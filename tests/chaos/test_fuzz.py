@@ -39,8 +39,10 @@ from connector.models import Connection, WebhookEvent
 from connector.vault import Vault
 from connector.webhook_secrets import derive_token
 from mappings.concur_reports import assemble_report
-from mappings.expenses import journal_date_for, map_report, validate_journal
-from mappings.payables import map_document, validate_payment_request
+from mappings.expenses import journal_date_for, map_report
+from mappings.expenses_validation import validate_journal
+from mappings.payables import map_document
+from mappings.payables_validation import validate_payment_request
 from mappings.zoho_documents import load_zoho_document
 from tests.mappings import test_expenses_mapping as em
 from tests.mappings import test_payables_mapping as pm
@@ -216,7 +218,9 @@ def test_zoho_receiver_never_fails_and_stores_nothing_unauthenticated(
     elif auth == "token":
         headers["X-Connector-Token"] = derive_token(SECRET)
     elif auth == "bad_token":
-        headers["X-Connector-Token"] = data.draw(header_text.filter(lambda t: t != derive_token(SECRET)))
+        headers["X-Connector-Token"] = data.draw(
+            header_text.filter(lambda t: t != derive_token(SECRET))
+        )
     elif auth == "token_query":
         query = [*query, ("token", derive_token(SECRET))]
     url = f"/webhooks/zoho/{ids[target]}" + (f"?{urlencode(query)}" if query else "")

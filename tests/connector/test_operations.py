@@ -1,4 +1,4 @@
-"""Operator services (connector/operations.py) on both dialects, driven through the real pipeline."""
+"""Operator services (connector/operations*.py) on both dialects, driven through the real pipeline."""
 
 from __future__ import annotations
 
@@ -9,7 +9,14 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from connector import backoff, ledger, operations
+from connector import (
+    backoff,
+    ledger,
+    operations,
+    operations_problems,
+    operations_records,
+    operations_replay,
+)
 from connector.db import utcnow
 from connector.models import AuditEvent, Connection, RecordState, Step, SyncRecord
 from flows import FLOWS
@@ -86,7 +93,7 @@ def test_replay_restarts_a_dead_record_at_its_failed_step_and_posts_once(
 ) -> None:
     rid = dead_record(db, connection_id)
     queued: list[tuple[int, str]] = []
-    report = operations.replay(
+    report = operations_replay.replay(
         db, [rid], requested_by="cli:alice", enqueue=lambda r, s: queued.append((r, s))
     )
     assert [o.action for o in report.outcomes] == ["queued"]
@@ -114,16 +121,18 @@ def test_replay_never_reposts_and_verify_asks_the_target(db: Any, connection_id:
     rid = new_record(db, connection_id)
     assert drive(db, rid) == "posted"
     calls: list[Any] = []
-    report = operations.replay(db, [rid], requested_by="t", enqueue=lambda *a: calls.append(a))
+    report = operations_replay.replay(
+        db, [rid], requested_by="t", enqueue=lambda *a: calls.append(a)
+    )
     assert report.outcomes[0].action == "skipped" and "never re-posts" in report.outcomes[0].detail
 
-    report = operations.replay(
+    report = operations_replay.replay(
         db, [rid], requested_by="t", enqueue=lambda *a: calls.append(a), verify=True,
         registry=FLOWS,
     )
     assert report.outcomes[0].action == "missing"  # the selftest target only "has" landed ones
     set_payload(db, rid, landed=True)
-    report = operations.replay(
+    report = operations_replay.replay(
         db, [rid], requested_by="t", enqueue=lambda *a: calls.append(a), verify=True,
         registry=FLOWS,
     )
@@ -145,7 +154,7 @@ def test_replay_by_state_filter_and_skips(db: Any, connection_id: int) -> None:
     active = new_record(db, connection_id)  # received, never run
     queued: list[tuple[int, str]] = []
 
-    report = operations.replay(
+    report = operations_replay.replay(
         db,
         state="failed",
         connection=connection_id,
@@ -157,7 +166,7 @@ def test_replay_by_state_filter_and_skips(db: Any, connection_id: int) -> None:
     assert report.queued == [failed]
 
     queued.clear()
-    report = operations.replay(
+    report = operations_replay.replay(
         db, [waiting, active, 999999], requested_by="t", enqueue=lambda r, s: queued.append((r, s))
     )
     by_id = {o.record_id: o for o in report.outcomes}
@@ -166,19 +175,21 @@ def test_replay_by_state_filter_and_skips(db: Any, connection_id: int) -> None:
     assert by_id[999999].action == "skipped"
 
     with pytest.raises(operations.OperationError):
-        operations.replay(db, state="dead", connection="nope", requested_by="t", enqueue=print)
+        operations_replay.replay(
+            db, state="dead", connection="nope", requested_by="t", enqueue=print
+        )
 
 
 def test_replay_waits_for_reauthorization(db: Any, connection_id: int) -> None:
     rid = new_record(db, connection_id, reauth=True)
     assert drive(db, rid) == "needs_reauth"
-    report = operations.replay(db, [rid], requested_by="t", enqueue=lambda *a: None)
+    report = operations_replay.replay(db, [rid], requested_by="t", enqueue=lambda *a: None)
     assert (
         report.outcomes[0].action == "skipped" and "re-authorization" in report.outcomes[0].detail
     )
     with db.session() as s:
         s.get(Connection, connection_id).status = "active"
-    report = operations.replay(db, [rid], requested_by="t", enqueue=lambda *a: None)
+    report = operations_replay.replay(db, [rid], requested_by="t", enqueue=lambda *a: None)
     assert report.outcomes[0].action == "queued"
 
 
@@ -188,7 +199,7 @@ def test_broker_down_leaves_the_record_for_the_sweeper(db: Any, connection_id: i
     def down(record_id: int, step: str) -> None:
         raise ConnectionError("broker unreachable")
 
-    report = operations.replay(db, [rid], requested_by="t", enqueue=down)
+    report = operations_replay.replay(db, [rid], requested_by="t", enqueue=down)
     assert "sweeper" in report.outcomes[0].detail
     assert get(db, rid).state == S.VALIDATED  # active, no lease: the sweeper re-drives it
 
@@ -207,9 +218,11 @@ def test_purge_deletes_only_old_dead_records_and_keeps_a_summary(
         for rid in (old_dead, old_posted):
             s.get(SyncRecord, rid).updated_at = utcnow() - dt.timedelta(days=40)
 
-    assert operations.purge_dead(db, older_than=dt.timedelta(days=30), dry_run=True) == [old_dead]
+    assert operations_replay.purge_dead(db, older_than=dt.timedelta(days=30), dry_run=True) == [
+        old_dead
+    ]
     assert get(db, old_dead) is not None
-    assert operations.purge_dead(db, older_than=dt.timedelta(days=30)) == [old_dead]
+    assert operations_replay.purge_dead(db, older_than=dt.timedelta(days=30)) == [old_dead]
     assert get(db, old_dead) is None
     assert get(db, new_dead) is not None and get(db, old_posted) is not None
     with db.session() as s:
@@ -229,22 +242,22 @@ def test_list_and_show(db: Any, connection_id: int) -> None:
     drive(db, posted)
     with db.session() as s:
         name = s.get(Connection, connection_id).name
-    rows = operations.list_records(db, connection=name, state="dead")
+    rows = operations_records.list_records(db, connection=name, state="dead")
     assert [r["id"] for r in rows] == [rid]
     assert rows[0]["connection"] == name and rows[0]["step"] == "post"
-    assert {r["id"] for r in operations.list_records(db, flow="selftest")} == {rid, posted}
-    assert operations.list_records(db, flow="payables") == []
+    assert {r["id"] for r in operations_records.list_records(db, flow="selftest")} == {rid, posted}
+    assert operations_records.list_records(db, flow="payables") == []
 
-    info = operations.show_record(db, posted)
+    info = operations_records.show_record(db, posted)
     assert info["state"] == "posted" and info["target_id"] == f"selftest-{posted}"
     assert info["mapped_payload"]["echo"] == "hi" and info["source_payload"]["fetched"] is True
     assert [a["outcome"] for a in info["audit"]][-1] == "completed"
     assert info["hint"] is None and info["replayable"] is False
 
-    info = operations.show_record(db, rid)
+    info = operations_records.show_record(db, rid)
     assert info["error_class"] == "RetryableError" and "replay" in info["hint"].lower()
     with pytest.raises(operations.OperationError):
-        operations.show_record(db, 123456789)
+        operations_records.show_record(db, 123456789)
 
 
 def test_problem_groups_group_alike_errors_with_a_hint(db: Any, connection_id: int) -> None:
@@ -264,7 +277,7 @@ def test_problem_groups_group_alike_errors_with_a_hint(db: Any, connection_id: i
             )
         ids.append(rid)
     dead = dead_record(db, connection_id)
-    groups = operations.problem_groups(db)
+    groups = operations_problems.problem_groups(db)
     vendor_group = next(g for g in groups if g.code == "vendor")
     assert vendor_group.count == 3 and sorted(vendor_group.record_ids) == sorted(ids)
     assert vendor_group.message == "vendor '…' (contact N) is not linked to Concur"
@@ -273,27 +286,27 @@ def test_problem_groups_group_alike_errors_with_a_hint(db: Any, connection_id: i
     assert dead_group.record_ids == [dead] and dead_group.error_class == "RetryableError"
 
     queued: list[tuple[int, str]] = []
-    report = operations.replay_group(
+    report = operations_problems.replay_group(
         db, vendor_group.key, requested_by="ops:t", enqueue=lambda r, s: queued.append((r, s))
     )
     assert sorted(report.queued) == sorted(ids) and {s for _, s in queued} == {"fetch"}
     with pytest.raises(operations.OperationError):
-        operations.replay_group(db, vendor_group.key, requested_by="t", enqueue=print)
+        operations_problems.replay_group(db, vendor_group.key, requested_by="t", enqueue=print)
 
 
 def test_hints_for_common_causes() -> None:
-    assert "connector connect" in operations.fix_hint("needs_reauth", None)
-    assert "rules file" in operations.fix_hint("waiting", "account")
-    assert "rules file" in operations.fix_hint("failed", "4001", "InvalidRequestError")
-    assert "scope" in operations.fix_hint("failed", "403", "PermissionDeniedError")
-    assert operations.fix_hint("dead", "weird")
+    assert "connector connect" in operations_problems.fix_hint("needs_reauth", None)
+    assert "rules file" in operations_problems.fix_hint("waiting", "account")
+    assert "rules file" in operations_problems.fix_hint("failed", "4001", "InvalidRequestError")
+    assert "scope" in operations_problems.fix_hint("failed", "403", "PermissionDeniedError")
+    assert operations_problems.fix_hint("dead", "weird")
 
 
 def test_normalize_message_and_since() -> None:
-    assert operations.normalize_message('bill "BL-0042" 12.50 EUR, id 4600000123') == (
+    assert operations_problems.normalize_message('bill "BL-0042" 12.50 EUR, id 4600000123') == (
         'bill "…" N EUR, id N'
     )
-    assert operations.normalize_message(None) == ""
+    assert operations_problems.normalize_message(None) == ""
     now = dt.datetime(2026, 11, 28, 12, tzinfo=dt.UTC)
     assert operations.parse_since("2h", now=now) == now - dt.timedelta(hours=2)
     assert operations.parse_since("2026-11-01", now=now) == dt.datetime(2026, 11, 1, tzinfo=dt.UTC)
@@ -308,7 +321,7 @@ def test_waiting_too_long(db: Any, connection_id: int) -> None:
     drive(db, fresh)
     with db.session() as s:
         s.get(SyncRecord, old).waiting_since = utcnow() - dt.timedelta(hours=2)
-        stuck = operations.waiting_too_long(s, older_than=dt.timedelta(hours=1))
+        stuck = operations_problems.waiting_too_long(s, older_than=dt.timedelta(hours=1))
     assert [r.id for r in stuck[(connection_id, "selftest")]] == [old]
 
 
@@ -316,11 +329,14 @@ def test_target_links() -> None:
     conn = Connection(name="c", zoho_organization_id="10234695")
     rec = SyncRecord(target_system="zoho", target_id="777", flow="expenses")
     assert (
-        operations.target_url(rec, conn, sandbox_url="http://127.0.0.1:8090")
+        operations_records.target_url(rec, conn, sandbox_url="http://127.0.0.1:8090")
         == "http://127.0.0.1:8090/?org=10234695"
     )
     assert (
-        operations.target_url(rec, conn, api_base="https://www.zohoapis.eu")
+        operations_records.target_url(rec, conn, api_base="https://www.zohoapis.eu")
         == "https://books.zoho.eu/app/10234695#/journals/777"
     )
-    assert operations.target_url(SyncRecord(target_system="selftest", target_id="x"), conn) is None
+    assert (
+        operations_records.target_url(SyncRecord(target_system="selftest", target_id="x"), conn)
+        is None
+    )

@@ -34,7 +34,8 @@ from connector.quota import (
 from connector.ratelimit import Limit, MemoryLimiter, parse_limit, zoho_key
 from connector.zoho.client import ZohoBooksClient
 from flows import FLOWS, backfill
-from flows.backfill import Budget, Quota, eta_seconds, projected_days
+from flows.backfill_budget import Budget, Progress, Quota, eta_seconds, projected_days
+from flows.backfill_cursor import load_cursor
 
 REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 NOW = 1_750_000_000.0
@@ -201,7 +202,7 @@ def test_progress_line_names_the_reserve_and_the_days() -> None:
 
     b = Budget(parse_limit("100/60"), parse_limit("600/60"),
                Quota(limit=1000, remaining=600, reset=3600.0, seen_at=0.0), reserve=0.10)  # fmt: skip
-    progress = backfill.Progress("payables", dt.date(2026, 1, 1), b, stream=io.StringIO(),
+    progress = Progress("payables", dt.date(2026, 1, 1), b, stream=io.StringIO(),
                                  clock=lambda: 0.0, tty=False)  # fmt: skip
     progress.new, progress.more = 2500, False
     line = progress.line()
@@ -242,7 +243,7 @@ def test_a_backfill_beyond_the_daily_quota_stops_at_the_reserve_and_live_webhook
         backfill.run(db, settings, cid, "payables", today, page_size=5, on_page=workers_keep_up)
     err = info.value
     daily, left = _sandbox_quota(admin, ps.ORG)
-    cursor = backfill.load_cursor(db, cid, "payables", today)
+    cursor = load_cursor(db, cid, "payables", today)
     print(f"\nquota {daily}, reserve {reserve}, left {left}; backfill listed {cursor.found}: {err}")
     # It stopped before the reserve, with everything it listed posted, and says when it resumes.
     assert left >= reserve and 0 < cursor.found < 40 and not cursor.done

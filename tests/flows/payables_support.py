@@ -17,7 +17,7 @@ from sqlalchemy import select
 from connector import pipeline, rules
 from connector.db import Database
 from connector.models import AuditEvent, Step, SyncRecord, VendorLink
-from flows import FLOWS, payables
+from flows import FLOWS, payables_intake, payables_vendors
 from mappings.rules import register_flow_sections
 from sandbox.concur import config as concur_config
 from sandbox.concur.admin import ConcurAdmin
@@ -152,14 +152,14 @@ def set_up(db: Database, settings: Any, connection_id: int, base_url: str,
             else None
         )
         link(db, connection_id, contacts[zoho_name]["contact_id"], code, address, snapshot)
-    payables.forget_vendors()
+    payables_vendors.forget_vendors()
     return contacts
 
 
 def new_record(db: Database, connection_id: int, kind: str, obj: dict[str, Any]) -> int:
     """The record a webhook for ``obj`` (a Zoho bill/invoice as the admin API returns it) makes."""
     with db.session() as s:
-        made = payables.ensure_record(s, connection_id, kind, obj, trigger="test")
+        made = payables_intake.ensure_record(s, connection_id, kind, obj, trigger="test")
         assert made is not None
         return made[0].id
 

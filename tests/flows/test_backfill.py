@@ -31,7 +31,8 @@ from connector.migrate import upgrade
 from connector.models import AuditEvent, SyncCursor, SyncRecord
 from connector.ratelimit import Limit
 from flows import FLOWS, backfill
-from flows.backfill import Budget, Cursor, Progress, Quota, eta_seconds, human_duration
+from flows.backfill_budget import Budget, Progress, Quota, eta_seconds, human_duration
+from flows.backfill_cursor import Cursor, cursor_key, load_cursor
 from tasks.launch import worker_argv
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -101,10 +102,10 @@ def test_durations_and_cursor_keys() -> None:
     assert [human_duration(s) for s in (0, 59, 61, 3661, 90000, None)] == [
         "0s", "59s", "1m01s", "1h01m", "1d01h", "?",
     ]  # fmt: skip
-    keys = {backfill.cursor_key(f, dt.date(2025, 1, 31)) for f in backfill.FLOWS}
+    keys = {cursor_key(f, dt.date(2025, 1, 31)) for f in backfill.FLOWS}
     assert len(keys) == 3 and all(len(k) <= 16 for k in keys)  # sync_cursors.flow is 16 wide
-    assert backfill.cursor_key("payables", dt.date(2025, 1, 31)) == "bf:p:2025-01-31"
-    assert backfill.cursor_key("payables", dt.date(2024, 1, 31)) not in keys
+    assert cursor_key("payables", dt.date(2025, 1, 31)) == "bf:p:2025-01-31"
+    assert cursor_key("payables", dt.date(2024, 1, 31)) not in keys
     c = Cursor(part=1, position=7, found=1200, new=1100, runs=2)
     assert Cursor.loads(c.dumps()) == c and len(c.dumps()) < 255
     assert Cursor.loads(None) == Cursor()
@@ -166,7 +167,7 @@ def test_cursor_resumes_after_an_interruption(stack: dict[str, Any], admin: Any)
 
     with pytest.raises(KeyboardInterrupt):
         backfill.run(db, settings, cid, "payables", today(), page_size=10, on_page=stop_after_three)
-    cursor = backfill.load_cursor(db, cid, "payables", today())
+    cursor = load_cursor(db, cid, "payables", today())
     # The third page was committed (records and cursor together) before its enqueue failed.
     assert (cursor.position, cursor.found, cursor.new, cursor.done) == (4, 30, 30, False)
     assert payables_records(db, cid) == (30, 30)
@@ -293,7 +294,7 @@ def test_backfill_of_500_bills_survives_sigkill_and_posts_each_once(
     first = Lines(argv, {**env, "ZOHO_RATE_LIMIT": "4/1s"})
     deadline = time.monotonic() + 90
     while time.monotonic() < deadline:
-        cursor = backfill.load_cursor(db, cid, "payables", today())
+        cursor = load_cursor(db, cid, "payables", today())
         if cursor.found >= 200:
             break
         assert first.proc.poll() is None, "".join(first.lines)
@@ -304,7 +305,7 @@ def test_backfill_of_500_bills_survives_sigkill_and_posts_each_once(
     progress = [line for line in first.lines if "found" in line and "ETA" in line]
     assert len(progress) >= 5, "".join(first.lines)
     assert "/s, ETA" in progress[-1] and "zoho-bound" in progress[-1]
-    cursor = backfill.load_cursor(db, cid, "payables", today())
+    cursor = load_cursor(db, cid, "payables", today())
     records, documents = payables_records(db, cid)
     assert 200 <= cursor.found < 500 and not cursor.done, cursor
     assert records == documents == cursor.new  # the records and the cursor commit together

@@ -16,7 +16,7 @@ from connector.concur.expense import ExpenseReports
 from connector.connections import concur_client
 from connector.db import Database
 from connector.models import Step, SyncCursor, SyncRecord, WebhookEvent
-from flows import FLOWS, expenses
+from flows import FLOWS, expenses_intake
 
 
 @pytest.fixture
@@ -91,7 +91,7 @@ def test_approval_event_creates_the_record_keyed_by_the_approval_version(
     (rec,) = records(db)
     header = env["concur"].get(report_id)
     assert rec.id == queued[0][0] and rec.source_id == report_id == rec.stable_ref
-    assert rec.source_version == expenses.approval_version(header)
+    assert rec.source_version == expenses_intake.approval_version(header)
     assert rec.source_version.startswith("pp=") and rec.state == "received"
     row = event_row(db, event_id)
     assert row.status == "processed" and row.record_id == rec.id
@@ -201,7 +201,7 @@ def test_poll_cursor_advances_to_the_newest_report_seen(env: dict[str, Any], san
     approved = list(env["concur"].iter_approved())
     assert len(first.records) == len(approved) == 6
     newest = max(r["LastModifiedDate"] for r in approved)
-    assert sync.read_cursor(db, cid, "expenses") == expenses._stamp(newest)
+    assert sync.read_cursor(db, cid, "expenses") == expenses_intake.stamp(newest)
 
     assert FLOWS.sync(db, settings, cid, "expenses").records == []
     report_id = pending_report(env)
@@ -209,7 +209,7 @@ def test_poll_cursor_advances_to_the_newest_report_seen(env: dict[str, Any], san
     third = FLOWS.sync(db, settings, cid, "expenses")
     assert [records_by_id(db)[rid].source_id for rid, _ in third.records] == [report_id]
     cursor = sync.read_cursor(db, cid, "expenses")
-    assert cursor == expenses._stamp(env["concur"].get(report_id)["LastModifiedDate"])
+    assert cursor == expenses_intake.stamp(env["concur"].get(report_id)["LastModifiedDate"])
     assert cursor > newest[:23]
     with db.session() as s:
         assert s.execute(select(func.count()).select_from(SyncCursor)).scalar() == 1

@@ -28,7 +28,7 @@ from connector.db import Database
 from connector.models import AuditEvent, SyncRecord
 from connector.zoho import catalog
 from connector.zoho.journals import Journals
-from flows import FLOWS, expenses
+from flows import FLOWS, expenses_lookups
 
 JOURNALS_PATH = "/zoho/*/api/books/v3/journals"
 
@@ -37,7 +37,7 @@ JOURNALS_PATH = "/zoho/*/api/books/v3/journals"
 def fresh_caches() -> None:
     # The sandbox is reset for every test; per-process Zoho caches must not outlive it.
     catalog.clear_cache()
-    expenses.clear_caches()
+    expenses_lookups.clear_caches()
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ from sqlalchemy import func, select
 from connector import connections, sync
 from connector.db import Database
 from connector.models import MappingRules, Step, SyncCursor, SyncRecord, WebhookEvent
-from flows import FLOWS, payables
+from flows import FLOWS, payables_documents, payables_intake
 from tests.flows import payables_support as ps
 
 
@@ -74,7 +74,7 @@ def test_signed_webhook_becomes_one_record_per_version(env: Any, fmt: str) -> No
     assert bill_rec.source_id == f"bill:{bill['bill_id']}" and bill_rec.source_type == "bill"
     assert invoice_rec.source_id == f"invoice:{invoice['invoice_id']}"
     assert bill_rec.stable_ref == bill["bill_number"] and bill_rec.target_system == "concur"
-    assert bill_rec.source_version == payables.hint_version("bill", bill)
+    assert bill_rec.source_version == payables_documents.hint_version("bill", bill)
     assert bill_rec.source_version.endswith("Z")  # UTC, whatever the org's offset
     with env.db.session() as s:
         assert s.get(WebhookEvent, events[0].id).record_id == bill_rec.id
@@ -90,10 +90,10 @@ def test_poll_and_webhook_for_the_same_version_make_one_record(env: Any) -> None
     first = FLOWS.sync(env.db, env.settings, env.cid, "payables")
     assert [rid for rid, _ in first.records] == [r.id for r in records(env.db)]
     [rec] = records(env.db)
-    assert rec.source_version == payables.hint_version("bill", bill)
+    assert rec.source_version == payables_documents.hint_version("bill", bill)
 
     with env.db.session() as s:
-        made = payables.ensure_record(s, env.cid, "bill", bill, trigger="webhook")
+        made = payables_intake.ensure_record(s, env.cid, "bill", bill, trigger="webhook")
         assert made is not None and made[0].id == rec.id and made[1] is False
     assert len(records(env.db)) == 1
 
@@ -121,7 +121,9 @@ def test_cursor_starts_at_the_connection_and_only_moves_forward(env: Any) -> Non
     assert len(result.records) == 2 and "bills: 1 seen, 1 new" in result.summary
     cursor = dt.datetime.fromisoformat(sync.read_cursor(env.db, env.cid, "payables"))
     assert cursor > start
-    assert cursor.strftime("%Y-%m-%dT%H:%M:%SZ") == payables.hint_version("invoice", invoice)
+    assert cursor.strftime("%Y-%m-%dT%H:%M:%SZ") == payables_documents.hint_version(
+        "invoice", invoice
+    )
 
     env.admin.advance_clock(30)
     edited = env.admin.zoho_edit(ps.ORG, "bill", bill["bill_id"], amount=13)
@@ -129,7 +131,7 @@ def test_cursor_starts_at_the_connection_and_only_moves_forward(env: Any) -> Non
     versions = {(r.source_id, r.source_version) for r in records(env.db)}
     assert (
         len(result.records) == 1
-        and ("bill:" + bill["bill_id"], payables.hint_version("bill", edited)) in versions
+        and ("bill:" + bill["bill_id"], payables_documents.hint_version("bill", edited)) in versions
     )
     later = dt.datetime.fromisoformat(sync.read_cursor(env.db, env.cid, "payables"))
     assert later > cursor
@@ -193,8 +195,10 @@ def test_versions_agree_whatever_the_offset() -> None:
 
     hint = {"bill_id": "1", "last_modified_time": "2026-11-28T02:17:40-0800"}
     same = {"bill_id": "1", "last_modified_time": "2026-11-28T10:17:40+0000"}
-    assert payables.hint_version("bill", hint) == payables.hint_version("bill", same)
-    assert payables.hint_version("bill", hint) == "2026-11-28T10:17:40Z"
+    assert payables_documents.hint_version("bill", hint) == payables_documents.hint_version(
+        "bill", same
+    )
+    assert payables_documents.hint_version("bill", hint) == "2026-11-28T10:17:40Z"
     full = {
         **hint,
         "bill_number": "B-1",
@@ -204,6 +208,6 @@ def test_versions_agree_whatever_the_offset() -> None:
         "status": "open",
         "line_items": [],
     }
-    assert document_version(load_zoho_document({"bill": full})) == payables.hint_version(
+    assert document_version(load_zoho_document({"bill": full})) == payables_documents.hint_version(
         "bill", hint
     )

@@ -15,7 +15,7 @@ from sqlalchemy import select, update
 from connector import pipeline
 from connector.db import Database
 from connector.models import SyncRecord, VendorLink
-from flows import FLOWS, payables
+from flows import FLOWS, payables_documents, payables_ledger, payables_post, payables_vendors
 from sandbox.concur.admin import ConcurAdmin
 from tests.flows import payables_support as ps
 
@@ -126,7 +126,7 @@ def test_document_becomes_one_payment_request(
 def test_vendor_without_snapshot_is_looked_up_once_and_cached(env: Any) -> None:
     with env.db.session() as s:
         s.execute(update(VendorLink).values(concur_snapshot=None))
-    payables.forget_vendors()
+    payables_vendors.forget_vendors()
     ids = []
     for amount in (10, 20, 30):
         bill = env.admin.zoho_create(
@@ -354,7 +354,7 @@ def test_edit_while_editable_updates_the_request_in_place(env: Any) -> None:
         ("PUT", "/api/v3.0/invoice/paymentrequest"),
     ]
     current = {"LineItems": {"LineItem": [{"LineItemId": "L1"}]}}
-    body = payables.put_body(rec.mapped_payload, first.target_id, current)
+    body = payables_post.put_body(rec.mapped_payload, first.target_id, current)
     assert body["RequestID"] == first.target_id and "LedgerCode" not in body
     assert [line["Action"] for line in body["LineItems"]] == ["DELETE", "INSERT", "INSERT"]
     check_schema(body, put=True)
@@ -403,7 +403,9 @@ def test_stale_hint_carries_the_newer_document_and_the_newer_record_sends_nothin
     rec = ps.record(env.db, old)
     assert rec.state == "posted"
     assert (
-        rec.flags["fetched_version"] == payables.hint_version("bill", edited) != rec.source_version
+        rec.flags["fetched_version"]
+        == payables_documents.hint_version("bill", edited)
+        != rec.source_version
     )
     assert "changed since the hint" in " ".join(r.message or "" for r in ps.audit_rows(env.db, old))
     [request] = requests_numbered(env, bill["bill_number"])
@@ -469,7 +471,7 @@ def test_two_versions_never_post_at_once(env: Any) -> None:
     )
     worker.start()
     deadline = time.monotonic() + 10
-    while not payables._claimed(ps.record(env.db, v1)):  # poll the ledger, no fixed sleep
+    while not payables_ledger.claimed(ps.record(env.db, v1)):  # poll the ledger, no fixed sleep
         assert time.monotonic() < deadline, "v1 never claimed the document"
         time.sleep(0.02)
     second = FLOWS.run_step(

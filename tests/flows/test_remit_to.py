@@ -11,11 +11,11 @@ from typing import Any
 import pytest
 from sqlalchemy import update
 
-from connector import operations, pipeline
+from connector import operations_problems, pipeline
 from connector.db import Database
 from connector.errors import ParkError
 from connector.models import SyncRecord, VendorLink
-from flows import backfill, payables, remit_to
+from flows import backfill, payables_vendors, remit_to
 from tests.flows import payables_support as ps
 
 
@@ -40,7 +40,7 @@ def unlink_address(env: Any, contact: str) -> None:
             .where(VendorLink.zoho_contact_id == env.contacts[contact]["contact_id"])
             .values(concur_address_code="")
         )
-    payables.forget_vendors()
+    payables_vendors.forget_vendors()
 
 
 def globex_invoice(env: Any, amount: float = 40) -> dict[str, Any]:
@@ -77,7 +77,7 @@ def test_several_addresses_and_none_chosen_waits_then_the_rule_settles_it(env: A
     assert "(HQ, REMIT2)" in rec.last_error_message
     assert "payables.remit_to" in rec.last_error_message
     assert ps.requests_numbered(env.sandbox, invoice["invoice_number"]) == []
-    hint = operations.fix_hint(rec.state, rec.last_error_code)
+    hint = operations_problems.fix_hint(rec.state, rec.last_error_code)
     assert "payables.remit_to" in hint
 
     ps.import_rules(env.db, env.cid, remit_to={"GLOBEX": "REMIT2"})

@@ -16,7 +16,7 @@ import pytest
 from connector import connections
 from connector.db import Database
 from connector.errors import UnexpectedResponseError
-from flows import FLOWS, payables
+from flows import FLOWS, payables_vendors
 from flows import vendor_engine as vendors
 from sandbox.concur.admin import ConcurAdmin
 from tests.flows import payables_support as ps
@@ -38,7 +38,7 @@ def env(db: Database, sandbox_settings: Any, connected: int, admin: Any, sandbox
     e.contacts, e.accounts = contacts, ps.zoho_accounts(db, sandbox_settings, connected)
     e.concur = ConcurAdmin(sandbox.url)
     yield e
-    payables.forget_vendors()
+    payables_vendors.forget_vendors()
 
 
 def post_bill(env: Any, contact: str = "Delta Air Lines") -> Any:

@@ -19,7 +19,7 @@ from connector.db import Database
 from connector.models import AuditEvent, SyncRecord, VendorLink
 from flows import FLOWS
 from flows import vendor_engine as vendors
-from mappings.vendors import normalize_name
+from mappings.vendors_values import normalize_name
 
 ZOHO_ORG = "10234695"
 WRITE_METHODS = ("POST ", "PUT ", "DELETE ", "PATCH ")

@@ -10,7 +10,8 @@ import pytest
 from connector.errors import ParkError, ValidationFailed
 from mappings.concur_reports import assemble_report
 from mappings.money import quantize, to_decimal
-from mappings.payables import map_document, validate_payment_request
+from mappings.payables import map_document
+from mappings.payables_validation import validate_payment_request
 from mappings.zoho_documents import load_zoho_document
 from tests.mappings import test_expenses_mapping as em
 from tests.mappings import test_payables_mapping as pm

@@ -19,16 +19,10 @@ from mappings.concur_reports import (
     canonical_field_name,
     payment_type_of,
 )
-from mappings.expenses import (
-    ExpensesRules,
-    NothingToPost,
-    ZohoLookups,
-    map_report,
-    parse_expenses_rules,
-    report_version,
-    stable_reference,
-    validate_journal,
-)
+from mappings.expenses import NothingToPost, map_report, report_version, stable_reference
+from mappings.expenses_lookups import ZohoLookups
+from mappings.expenses_rules import ExpensesRules, parse_expenses_rules
+from mappings.expenses_validation import validate_journal
 from mappings.journals import DESCRIPTION_MAX_LENGTH, NOTES_MAX_LENGTH
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "concur"

@@ -20,7 +20,10 @@ from openapi_schema_validator import OAS30Validator
 
 from connector.errors import ValidationFailed
 from mappings.concur_reports import assemble_report
-from mappings.expenses import ZohoLookups, map_report, parse_expenses_rules, validate_journal
+from mappings.expenses import map_report
+from mappings.expenses_lookups import ZohoLookups
+from mappings.expenses_rules import parse_expenses_rules
+from mappings.expenses_validation import validate_journal
 
 SPECS = Path(__file__).resolve().parents[3] / "shared" / "specs"
 JOURNALS_SPEC = SPECS / "zoho-books" / "journals.yml"

@@ -18,17 +18,9 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from connector.errors import MappingError, ParkError, ValidationFailed
-from mappings.payables import (
-    PayablesRules,
-    VendorRef,
-    document_version,
-    is_void,
-    map_document,
-    matches_existing,
-    parse_payables_rules,
-    stable_reference,
-    validate_payment_request,
-)
+from mappings.payables import VendorRef, document_version, is_void, map_document, stable_reference
+from mappings.payables_rules import PayablesRules, parse_payables_rules
+from mappings.payables_validation import matches_existing, validate_payment_request
 from mappings.payment_requests import canonical_json, iter_line_items
 from mappings.zoho_documents import (
     ZohoDocument,

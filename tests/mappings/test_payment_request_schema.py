@@ -26,12 +26,9 @@ import jsonschema
 import pytest
 
 from connector.errors import ValidationFailed
-from mappings.payables import (
-    VendorRef,
-    map_document,
-    parse_payables_rules,
-    validate_payment_request,
-)
+from mappings.payables import VendorRef, map_document
+from mappings.payables_rules import parse_payables_rules
+from mappings.payables_validation import validate_payment_request
 from mappings.payment_requests import (
     ALLOCATION_FIELDS,
     HEADER_FIELDS,

@@ -8,8 +8,9 @@ from typing import Any
 import pytest
 
 from mappings import vendors as vm
+from mappings import vendors_payloads, vendors_rules, vendors_values
 
-RULES = vm.VendorRules()
+RULES = vendors_rules.VendorRules()
 
 
 def zoho(
@@ -21,15 +22,15 @@ def zoho(
     country: str | None = "US",
     **values: Any,
 ) -> vm.ZohoVendor:
-    base = dict.fromkeys(vm.FIELDS)
+    base = dict.fromkeys(vendors_rules.FIELDS)
     base.update(name=name, tax_id=tax, country_code=country, **values)
-    return vm.ZohoVendor(cid, base, vm.normalize_code(code) or None)
+    return vm.ZohoVendor(cid, base, vendors_values.normalize_code(code) or None)
 
 
 def concur(
     code: str, name: str, *, addr: str = "MAIN", tax: str | None = None, country: str = "US"
 ) -> vm.ConcurVendor:
-    base = dict.fromkeys(vm.FIELDS)
+    base = dict.fromkeys(vendors_rules.FIELDS)
     base.update(name=name, tax_id=tax, country_code=country, currency_code="USD")
     return vm.ConcurVendor(code, addr, base)
 
@@ -53,7 +54,7 @@ def concur(
     ],
 )
 def test_name_normalization(raw: str, key: str) -> None:
-    assert vm.normalize_name(raw) == key
+    assert vendors_values.normalize_name(raw) == key
 
 
 @pytest.mark.parametrize(
@@ -62,7 +63,7 @@ def test_name_normalization(raw: str, key: str) -> None:
      ("Narnia", None), ("", None), (None, None)],
 )  # fmt: skip
 def test_country_text_to_iso(text: str | None, iso: str | None) -> None:
-    assert vm.country_code(text) == iso
+    assert vendors_values.country_code(text) == iso
 
 
 # --------------------------------------------------------------------------- matching order
@@ -102,17 +103,17 @@ def test_stable_generated_code_when_the_code_field_is_empty() -> None:
 
 
 def test_code_from_custom_field() -> None:
-    rules = vm.VendorRules(code_from="Concur Vendor Code")
+    rules = vendors_rules.VendorRules(code_from="Concur Vendor Code")
     contact = {
         "contact_id": "9",
         "contact_name": "X",
         "custom_fields": [{"label": "Concur Vendor Code", "value": "xcorp", "index": 1}],
     }
-    assert vm.zoho_code(contact, rules) == "XCORP"
-    assert vm.zoho_code({**contact, "custom_fields": []}, rules) is None
-    by_api_name = vm.VendorRules(code_from="cf_concur_code")
+    assert vendors_values.zoho_code(contact, rules) == "XCORP"
+    assert vendors_values.zoho_code({**contact, "custom_fields": []}, rules) is None
+    by_api_name = vendors_rules.VendorRules(code_from="cf_concur_code")
     assert (
-        vm.zoho_code(
+        vendors_values.zoho_code(
             {"custom_fields": [{"api_name": "cf_concur_code", "value": "Y1"}]}, by_api_name
         )
         == "Y1"
@@ -181,7 +182,7 @@ ZOHO_CONTACT = {
 
 
 def test_zoho_contact_to_canonical_and_concur_body() -> None:
-    values = vm.zoho_values(ZOHO_CONTACT, RULES)
+    values = vendors_values.zoho_values(ZOHO_CONTACT, RULES)
     assert values == {
         "name": "Delta Air Lines", "address1": "1030 Delta Blvd", "address2": "Dept 980",
         "city": "Atlanta", "state": "GA", "postal_code": "30354", "country_code": "US",
@@ -189,7 +190,7 @@ def test_zoho_contact_to_canonical_and_concur_body() -> None:
         "contact_first_name": "Alex", "contact_last_name": "Morgan",
         "contact_email": "ap@delta.example",
     }  # fmt: skip
-    body = vm.concur_body(values, "V-00001", "MAIN")
+    body = vendors_payloads.concur_body(values, "V-00001", "MAIN")
     assert body == {
         "VendorCode": "V-00001", "AddressCode": "MAIN", "VendorName": "Delta Air Lines",
         "Address1": "1030 Delta Blvd", "Address2": "Dept 980", "City": "Atlanta", "State": "GA",
@@ -197,7 +198,7 @@ def test_zoho_contact_to_canonical_and_concur_body() -> None:
         "TaxID": "58-0218548", "ContactFirstName": "Alex", "ContactLastName": "Morgan",
         "ContactEmail": "ap@delta.example",
     }  # fmt: skip
-    assert vm.concur_values(body) == values  # the round trip is lossless
+    assert vendors_values.concur_values(body) == values  # the round trip is lossless
 
 
 def test_concur_vendor_to_zoho_contact_body() -> None:
@@ -208,7 +209,9 @@ def test_concur_vendor_to_zoho_contact_body() -> None:
         "ContactEmail": "ap@hooli.example", "ContactFirstName": "Gavin",
         "PaymentMethodType": "CHECK",
     }  # fmt: skip
-    body = vm.zoho_body(vm.concur_values(vendor), RULES, code="HOOLI", currency_id="3000")
+    body = vendors_payloads.zoho_body(
+        vendors_values.concur_values(vendor), RULES, code="HOOLI", currency_id="3000"
+    )
     assert body == {
         "contact_name": "Hooli Cloud Services", "company_name": "Hooli Cloud Services",
         "contact_type": "vendor", "contact_number": "HOOLI",
@@ -224,7 +227,7 @@ def test_concur_vendor_to_zoho_contact_body() -> None:
 
 
 def test_zoho_update_keeps_the_rest_of_the_address_and_other_persons() -> None:
-    body = vm.zoho_body(
+    body = vendors_payloads.zoho_body(
         {"city": "Decatur", "contact_email": "new@delta.example"},
         RULES,
         only=["city", "contact_email"],
@@ -240,15 +243,18 @@ def test_zoho_update_keeps_the_rest_of_the_address_and_other_persons() -> None:
 
 
 def test_zero_payment_terms_means_not_set() -> None:
-    assert vm.zoho_values({**ZOHO_CONTACT, "payment_terms": 0}, RULES)["payment_terms"] is None
-    assert vm.concur_values({"PaymentTerms": "1000"})["payment_terms"] is None
+    assert (
+        vendors_values.zoho_values({**ZOHO_CONTACT, "payment_terms": 0}, RULES)["payment_terms"]
+        is None
+    )
+    assert vendors_values.concur_values({"PaymentTerms": "1000"})["payment_terms"] is None
 
 
 # --------------------------------------------------------------------------- three-way diff
 
 
 def vals(**kw: str | None) -> dict[str, str | None]:
-    base = dict.fromkeys(vm.FIELDS, "same")
+    base = dict.fromkeys(vendors_rules.FIELDS, "same")
     base.update(kw)
     return base
 
@@ -299,13 +305,13 @@ def test_a_new_link_fills_blanks_and_applies_the_master_rule() -> None:
 
 
 def test_rules_section_defaults_and_validation() -> None:
-    assert vm.parse_rules({}) == vm.VendorRules()
-    r = vm.parse_rules({"master": "concur", "code_from": "Concur Code", "address_code": "hq",
+    assert vendors_rules.parse_rules({}) == vendors_rules.VendorRules()
+    r = vendors_rules.parse_rules({"master": "concur", "code_from": "Concur Code", "address_code": "hq",
                         "directions": ["concur_to_zoho"], "default_country": "DE"})  # fmt: skip
     assert (r.master, r.address_code, r.to_concur, r.to_zoho, r.code_in_custom_field) == (
         "concur", "HQ", False, True, True,
     )  # fmt: skip
     with pytest.raises(ValueError):
-        vm.parse_rules({"master": "both"})
+        vendors_rules.parse_rules({"master": "both"})
     with pytest.raises(ValueError):
-        vm.parse_rules({"directions": ["sideways"]})
+        vendors_rules.parse_rules({"directions": ["sideways"]})

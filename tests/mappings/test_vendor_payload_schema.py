@@ -30,7 +30,7 @@ from jsonschema import Draft4Validator
 from marshmallow import ValidationError
 from openapi_schema_validator import OAS30Validator
 
-from mappings import vendors as vm
+from mappings import vendors_payloads, vendors_rules
 
 SPECS = Path(__file__).resolve().parents[3] / "shared" / "specs"
 CI = os.environ.get("CI", "").lower() == "true"
@@ -165,11 +165,11 @@ def test_every_body_sent_in_real_passes_validates(
     assert {m for m, _ in zoho_bodies} == {"POST", "PUT"}
     for method, record in concur_records:
         assert concur_errors(concur_vendor_schema, record) == [], (method, record)
-        vm.validate_concur_vendor(record)
+        vendors_payloads.validate_concur_vendor(record)
     for method, body in zoho_bodies:
         schema = "create-a-contact-request" if method == "POST" else "update-a-contact-request"
         assert zoho_errors(zoho_spec, schema, body) == [], (method, body)
-        vm.validate_zoho_contact(body)
+        vendors_payloads.validate_zoho_contact(body)
     assert any("TaxID" in r for _, r in concur_records)
     assert any("contact_persons" in b for m, b in zoho_bodies if m == "PUT")
 
@@ -190,53 +190,55 @@ def test_built_bodies_validate(
     concur_vendor_schema: dict[str, Any], zoho_spec: dict[str, Any]
 ) -> None:
     values = full_values()
-    create = vm.concur_body(values, "EDGE", "MAIN")
-    update = vm.concur_body({"city": "Lviv"}, "EDGE", "MAIN", only=["city"], base=values)
+    create = vendors_payloads.concur_body(values, "EDGE", "MAIN")
+    update = vendors_payloads.concur_body(
+        {"city": "Lviv"}, "EDGE", "MAIN", only=["city"], base=values
+    )
     assert update == {"VendorCode": "EDGE", "AddressCode": "MAIN", "City": "Lviv", "State": "Kyivska",
                       "CountryCode": "UA", "CurrencyCode": "UAH"}  # fmt: skip
     for body in (create, update):
         assert concur_errors(concur_vendor_schema, body) == []
-        vm.validate_concur_vendor(body)
+        vendors_payloads.validate_concur_vendor(body)
     for rules in (
-        vm.VendorRules(),
-        vm.VendorRules(code_from="Concur Code", tax_id_field="vat_reg_no"),
+        vendors_rules.VendorRules(),
+        vendors_rules.VendorRules(code_from="Concur Code", tax_id_field="vat_reg_no"),
     ):
-        body = vm.zoho_body(values, rules, code="EDGE", currency_id="460000000000097")
+        body = vendors_payloads.zoho_body(values, rules, code="EDGE", currency_id="460000000000097")
         assert zoho_errors(zoho_spec, "create-a-contact-request", body) == [], body
-        vm.validate_zoho_contact(body)
+        vendors_payloads.validate_zoho_contact(body)
 
 
 @pytest.mark.parametrize("missing", CONCUR_REQUIRED)
 def test_concur_vendor_missing_a_required_field_is_refused_by_both(
     concur_vendor_schema: dict[str, Any], missing: str
 ) -> None:
-    body = vm.concur_body(full_values(), "EDGE", "MAIN")
+    body = vendors_payloads.concur_body(full_values(), "EDGE", "MAIN")
     del body[missing]
     assert any(missing in e for e in concur_errors(concur_vendor_schema, body))
     with pytest.raises(ValidationError) as info:
-        vm.validate_concur_vendor(body)
+        vendors_payloads.validate_concur_vendor(body)
     assert missing in info.value.messages  # type: ignore[operator]
 
 
 def test_unknown_or_malformed_concur_fields_are_refused() -> None:
-    body = vm.concur_body(full_values(), "EDGE", "MAIN")
+    body = vendors_payloads.concur_body(full_values(), "EDGE", "MAIN")
     with pytest.raises(ValidationError):
-        vm.validate_concur_vendor({**body, "CurrenyCode": "USD"})
+        vendors_payloads.validate_concur_vendor({**body, "CurrenyCode": "USD"})
     with pytest.raises(ValidationError):
-        vm.validate_concur_vendor({**body, "CountryCode": "usa"})
+        vendors_payloads.validate_concur_vendor({**body, "CountryCode": "usa"})
     with pytest.raises(ValidationError):
-        vm.validate_concur_vendor({**body, "PaymentTerms": "0"})
+        vendors_payloads.validate_concur_vendor({**body, "PaymentTerms": "0"})
 
 
 def test_zoho_contact_without_a_name_is_refused_by_both(zoho_spec: dict[str, Any]) -> None:
-    body = vm.zoho_body(full_values(), vm.VendorRules(), code="EDGE")
+    body = vendors_payloads.zoho_body(full_values(), vendors_rules.VendorRules(), code="EDGE")
     del body["contact_name"]
     assert any(
         "contact_name" in e for e in zoho_errors(zoho_spec, "create-a-contact-request", body)
     )
     with pytest.raises(ValidationError):
-        vm.validate_zoho_contact(body)
+        vendors_payloads.validate_zoho_contact(body)
     with pytest.raises(ValidationError):
-        vm.validate_zoho_contact({**body, "contact_name": "  "})
+        vendors_payloads.validate_zoho_contact({**body, "contact_name": "  "})
     with pytest.raises(ValidationError):
-        vm.validate_zoho_contact({**body, "contact_name": "X", "vendor_code": "EDGE"})
+        vendors_payloads.validate_zoho_contact({**body, "contact_name": "X", "vendor_code": "EDGE"})
