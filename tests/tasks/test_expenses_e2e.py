@@ -21,10 +21,13 @@ import pytest
 import requests
 from sqlalchemy import func, select
 
+from connector import authorize, connections
+from connector.concur.expense import ExpenseReports
+from connector.config import Settings
+from connector.db import Database
+from connector.models import SyncRecord, WebhookEvent
 from tasks.launch import beat_argv
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "connector" / "flows"))
-from expenses_support import (
+from tests.flows.expenses_support import (
     RULES,
     check_journal,
     expected_journal,
@@ -32,12 +35,6 @@ from expenses_support import (
     journal_validator,
     spec_errors,
 )
-
-from connector import authorize, connections
-from connector.concur.expense import ExpenseReports
-from connector.config import Settings
-from connector.db import Database
-from connector.models import SyncRecord, WebhookEvent
 
 pytestmark = pytest.mark.slow
 
