@@ -1,6 +1,6 @@
 """Vendor ⇄ vendor: field map, name normalization, matching and the three-way field diff.
 
-Pure functions only (no HTTP, no database): ``flows.vendor_engine`` feeds them what it listed on
+Pure functions only (no HTTP, no database): ``flows.vendor_sync`` feeds them what it listed on
 both sides and what ``vendor_links`` remembers, and carries out what they decide. See
 ``docs/vendors.md`` for the rules in prose.
 
