@@ -1,24 +1,96 @@
 """The matching plan: every decision of a pass, from what ``listing.gather`` read.
 
-Linked pairs first (the links are the truth), then open creates of an interrupted pass (found
-on the target before anything is created again), then matching (code, tax id, name), then the
-creates that would not copy an ambiguity or make a duplicate. Only the search for an open
-create's target touches the network.
+``plan_pass`` runs named steps in an order that keeps "no duplicates" true: vendors whose create
+another worker is finishing stay out; linked pairs first (the links are the truth); then open
+creates of an interrupted pass (found on the target before anything is created again); then
+matching what is left (code, tax id, name); then the creates that would neither copy an
+ambiguity nor make a duplicate on the target. Only the search for an open create's target
+touches the network.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import dataclass, field
 
 from connector.concur import vendors as concur_vendors
 from connector.db import utcnow
-from connector.models import SyncRecord
+from connector.models import SyncRecord, VendorLink
 from connector.zoho import contacts as zoho_contacts
 from flows.vendor_sync.decisions import Pair, Plan, ZohoCreate, concur_create, make_pair
 from flows.vendor_sync.listing import Inputs
 from flows.vendor_sync.lock import PASS_OWNER_PREFIX
 from flows.vendor_sync.state import ZOHO_TO_CONCUR, Clients, key_of
 from mappings import vendors as vm
+
+ConcurKey = tuple[str, str]
+
+
+@dataclass
+class _Scope:
+    """The working sets of one planning run: what is linked, and what is still free to match
+    or create (each step takes vendors out of the ``unlinked_*`` sets)."""
+
+    concur_by_key: dict[ConcurKey, vm.ConcurVendor]
+    linked_codes: set[str]
+    linked_zoho: set[str] = field(default_factory=set)
+    unlinked_zoho: dict[str, vm.ZohoVendor] = field(default_factory=dict)
+    unlinked_concur: dict[ConcurKey, vm.ConcurVendor] = field(default_factory=dict)
+
+
+@dataclass
+class _Owners:
+    """Who already holds a name or a code on either side (a create must not duplicate it)."""
+
+    zoho_names: dict[str, set[str]]
+    concur_names: dict[str, set[str]]
+    zoho_codes: dict[str, set[str]]
+    concur_codes: set[str]
+
+
+def plan_pass(inputs: Inputs, connection_id: int, clients: Clients | None = None) -> Plan:
+    """Decide everything from what ``gather`` read. Only ``clients`` searches (for open
+    creates whose target the listings do not show) touch the network."""
+    rules = inputs.rules
+    plan = Plan(connection_id, rules, listing=inputs.listing, zoho_cursor=inputs.zoho_cursor)
+    plan.deferred = list(inputs.deferred)
+    now = utcnow()
+    chosen, others = vm.primary_addresses(
+        inputs.concur_all,
+        rules.address_code,
+        linked=[(x.concur_vendor_code, x.concur_address_code) for x in inputs.links],
+    )
+    plan.secondary_addresses = [o.ref for o in others]
+    owners = _owners_of(inputs)  # every Concur code, including those an open create finds later
+    busy_zoho, busy_concur = _creates_in_progress(plan, inputs, now)
+    scope = _linked_pairs(plan, inputs)
+    scope.unlinked_zoho = {
+        cid: z
+        for cid, z in inputs.zoho.items()
+        if cid not in scope.linked_zoho and cid not in busy_zoho
+    }
+    scope.unlinked_concur = {
+        c.key: c
+        for code, c in chosen.items()
+        if code not in scope.linked_codes and c.key not in busy_concur
+    }
+    if inputs.only_zoho is not None:
+        # A single-vendor sync decides only about that vendor.
+        scope.unlinked_zoho = {
+            k: v for k, v in scope.unlinked_zoho.items() if k == inputs.only_zoho
+        }
+    _recover_open_creates(plan, inputs, scope, clients, now)
+    result = _match_rest(plan, inputs, scope)
+    _owners_add_listed(owners, inputs)
+    if rules.to_concur:
+        _plan_concur_creates(plan, inputs, result, owners)
+    if rules.to_zoho and inputs.only_zoho is None:
+        _plan_zoho_creates(plan, inputs, result, owners)
+    plan.zoho_unlinked = _left_unlinked(plan, result, scope)
+    return plan
+
+
+# --------------------------------------------------------------------------- the steps
 
 
 def _lease_live(record: SyncRecord, now: dt.datetime) -> bool:
@@ -30,29 +102,12 @@ def _lease_live(record: SyncRecord, now: dt.datetime) -> bool:
     )
 
 
-def plan_pass(inputs: Inputs, connection_id: int, clients: Clients | None = None) -> Plan:
-    """Decide everything from what ``gather`` read. Only ``clients`` searches (for open
-    creates whose target the listings do not show) touch the network."""
-    rules = inputs.rules
-    plan = Plan(connection_id, rules, listing=inputs.listing, zoho_cursor=inputs.zoho_cursor)
-    plan.deferred = list(inputs.deferred)
-    now = utcnow()
-    links = inputs.links
-    linked_concur = {
-        (vm.normalize_code(x.concur_vendor_code), vm.normalize_code(x.concur_address_code)): x
-        for x in links
-    }
-    chosen, others = vm.primary_addresses(
-        inputs.concur_all,
-        rules.address_code,
-        linked=[(x.concur_vendor_code, x.concur_address_code) for x in links],
-    )
-    plan.secondary_addresses = [o.ref for o in others]
-    all_codes = {c.key[0] for c in inputs.concur_all}
-
-    # Vendors whose create another worker is finishing right now stay out of this pass.
+def _creates_in_progress(
+    plan: Plan, inputs: Inputs, now: dt.datetime
+) -> tuple[set[str], set[ConcurKey]]:
+    """Vendors whose create another worker is finishing right now stay out of this pass."""
     busy_zoho: set[str] = set()
-    busy_concur: set[tuple[str, str]] = set()
+    busy_concur: set[ConcurKey] = set()
     for rec in inputs.intents:
         if _lease_live(rec, now):
             if rec.source_type == ZOHO_TO_CONCUR:
@@ -60,18 +115,22 @@ def plan_pass(inputs: Inputs, connection_id: int, clients: Clients | None = None
             else:
                 busy_concur.add(key_of(rec.source_id))
             plan.skipped.append({"record_id": rec.id, "reason": "create in progress elsewhere"})
+    return busy_zoho, busy_concur
 
-    # 1. Linked pairs.
-    concur_by_key = {v.key: v for v in inputs.concur_all}
-    linked_codes = {k[0] for k in linked_concur}
-    linked_zoho: set[str] = set()
-    for link in links:
-        key = (
-            vm.normalize_code(link.concur_vendor_code),
-            vm.normalize_code(link.concur_address_code),
-        )
-        linked_zoho.add(link.zoho_contact_id)
-        c = concur_by_key.get(key)
+
+def _link_key(link: VendorLink) -> ConcurKey:
+    return vm.normalize_code(link.concur_vendor_code), vm.normalize_code(link.concur_address_code)
+
+
+def _linked_pairs(plan: Plan, inputs: Inputs) -> _Scope:
+    """Step 1: the linked pairs (with their diffs), and links whose vendor is gone."""
+    scope = _Scope(
+        concur_by_key={v.key: v for v in inputs.concur_all},
+        linked_codes={_link_key(x)[0] for x in inputs.links},
+    )
+    for link in inputs.links:
+        scope.linked_zoho.add(link.zoho_contact_id)
+        c = scope.concur_by_key.get(_link_key(link))
         z = inputs.zoho.get(link.zoho_contact_id)
         if inputs.only_zoho is not None and link.zoho_contact_id != inputs.only_zoho:
             continue
@@ -96,218 +155,221 @@ def plan_pass(inputs: Inputs, connection_id: int, clients: Clients | None = None
                     }
                 )
             continue
-        plan.pairs.append(
-            make_pair(
-                z,
-                c,
-                link,
-                rules,
-                matched_by=None,
-                zoho_raw=inputs.zoho_raw.get(z.contact_id),
-                concur_raw=inputs.concur_raw.get(c.key),
-            )
-        )
+        plan.pairs.append(_new_pair(z, c, inputs, link=link))
+    return scope
 
-    unlinked_zoho = {
-        cid: z for cid, z in inputs.zoho.items() if cid not in linked_zoho and cid not in busy_zoho
-    }
-    unlinked_concur = {
-        c.key: c
-        for code, c in chosen.items()
-        if code not in linked_codes and c.key not in busy_concur
-    }
-    if inputs.only_zoho is not None:
-        # A single-vendor sync decides only about that vendor.
-        unlinked_zoho = {k: v for k, v in unlinked_zoho.items() if k == inputs.only_zoho}
+
+def _recover_open_creates(
+    plan: Plan, inputs: Inputs, scope: _Scope, clients: Clients | None, now: dt.datetime
+) -> None:
+    """Step 2: open creates from an earlier, interrupted pass: find what landed before
+    creating again (in the listings, or by searching the target once a POST was tried)."""
 
     def take(z: vm.ZohoVendor, c: vm.ConcurVendor, rec: SyncRecord, how: str) -> None:
-        plan.pairs.append(_recovered_pair(z, c, rules, inputs))
-        unlinked_zoho.pop(z.contact_id, None)
-        for k in [k for k in unlinked_concur if k[0] == c.key[0]]:
-            unlinked_concur.pop(k)
+        plan.pairs.append(_new_pair(z, c, inputs, matched_by="recovered"))
+        scope.unlinked_zoho.pop(z.contact_id, None)
+        for k in [k for k in scope.unlinked_concur if k[0] == c.key[0]]:
+            scope.unlinked_concur.pop(k)
         plan.recovered.append((rec.id, how))
 
-    # 2. Open creates from an earlier, interrupted pass: find what landed before creating again.
     for rec in inputs.intents:
         if _lease_live(rec, now):
             continue
         if rec.source_type == ZOHO_TO_CONCUR:
-            if rec.source_id in linked_zoho:
+            if rec.source_id in scope.linked_zoho:
                 plan.recovered.append((rec.id, "already linked"))
                 continue
-            z = unlinked_zoho.get(rec.source_id)
+            z = scope.unlinked_zoho.get(rec.source_id)
             key = key_of(rec.stable_ref or "")
-            if z is None or key[0] in linked_codes:
+            if z is None or key[0] in scope.linked_codes:
                 continue
-            c = concur_by_key.get(key)
+            c = scope.concur_by_key.get(key)
             if c is None and rec.post_attempts > 0 and clients is not None:
-                found = concur_vendors.find(clients.concur, key[0], key[1])
-                if found:
-                    c = vm.concur_vendor(found[0])
-                    inputs.concur_raw[c.key] = found[0]
-                    inputs.concur_all.append(c)
+                c = _search_concur_created(key, clients, inputs)
             if c is not None:
                 take(z, c, rec, f"found Concur vendor {c.ref}")
         else:
             key = key_of(rec.source_id)
-            if key[0] in linked_codes:
+            if key[0] in scope.linked_codes:
                 plan.recovered.append((rec.id, "already linked"))
                 continue
-            c = unlinked_concur.get(key)
+            c = scope.unlinked_concur.get(key)
             if c is None:
                 continue
-            z = _find_zoho_created(rec, c, unlinked_zoho)
+            z = _find_zoho_created(rec, c, scope.unlinked_zoho)
             if z is None and rec.post_attempts > 0 and clients is not None:
                 z = _search_zoho_created(rec, c, clients, inputs)
             if z is not None:
                 take(z, c, rec, f"found Zoho contact {z.contact_id}")
 
-    # 3. Match what is left: code rule, tax id, name + country.
-    result = vm.match(list(unlinked_zoho.values()), list(unlinked_concur.values()))
+
+def _match_rest(plan: Plan, inputs: Inputs, scope: _Scope) -> vm.MatchResult:
+    """Step 3: match what is left (code rule, tax id, name + country)."""
+    result = vm.match(list(scope.unlinked_zoho.values()), list(scope.unlinked_concur.values()))
     for z, c, stage in result.pairs:
-        plan.pairs.append(
-            make_pair(
-                z,
-                c,
-                None,
-                rules,
-                matched_by=stage,
-                zoho_raw=inputs.zoho_raw.get(z.contact_id),
-                concur_raw=inputs.concur_raw.get(c.key),
+        plan.pairs.append(_new_pair(z, c, inputs, matched_by=stage))
+    plan.ambiguous.extend(result.ambiguous)
+    return result
+
+
+def _plan_concur_creates(
+    plan: Plan, inputs: Inputs, result: vm.MatchResult, owners: _Owners
+) -> None:
+    """Step 4a: Zoho vendors to create in Concur, unless the create would copy an ambiguity
+    (two Zoho vendors with one code or one name) or take a code or name Concur has."""
+    planned_codes: dict[str, list[vm.ZohoVendor]] = {}
+    for z in result.zoho_only:
+        planned_codes.setdefault(z.effective_code(), []).append(z)
+    for code, zs in sorted(planned_codes.items()):
+        z = zs[0]
+        same_name = owners.zoho_names.get(z.name_key, set()) - {z.contact_id}
+        taken = owners.concur_names.get(z.name_key, set())
+        if len(zs) > 1:
+            problem = vm.Ambiguity(
+                "same_code_in_zoho",
+                [z.contact_id for z in zs],
+                [],
+                f"{len(zs)} Zoho vendors carry the code {code!r}",
+            )
+        elif code in owners.concur_codes:
+            problem = vm.Ambiguity(
+                "code_taken_in_concur",
+                [z.contact_id],
+                sorted(v.ref for v in inputs.concur_all if v.key[0] == code),
+                f"Concur already has vendor code {code!r}, linked or ambiguous elsewhere",
+            )
+        elif z.name_key and same_name:
+            problem = vm.Ambiguity(
+                "same_name_in_zoho",
+                [z.contact_id, *sorted(same_name)],
+                [],
+                f"another Zoho vendor is also called {z.values.get('name')!r}",
+            )
+        elif z.name_key and taken:
+            problem = vm.Ambiguity(
+                "name_taken_in_concur",
+                [z.contact_id],
+                sorted(taken),
+                f"Concur already has a vendor called {z.values.get('name')!r}",
+            )
+        else:
+            plan.create_in_concur.append(concur_create(z, inputs.rules))
+            continue
+        plan.ambiguous.append(problem)
+
+
+def _plan_zoho_creates(plan: Plan, inputs: Inputs, result: vm.MatchResult, owners: _Owners) -> None:
+    """Step 4b: Concur vendors to create in Zoho, unless the create would copy an ambiguity
+    or take a name or contact number Zoho has (or the Zoho listing is incomplete this run)."""
+    by_name: dict[str, list[vm.ConcurVendor]] = {}
+    for c in result.concur_only:
+        by_name.setdefault(c.name_key, []).append(c)
+    for name_key, cs in sorted(by_name.items()):
+        if name_key and len(cs) > 1:
+            plan.ambiguous.append(
+                vm.Ambiguity(
+                    "same_name_in_concur",
+                    [],
+                    [c.ref for c in cs],
+                    f"{len(cs)} Concur vendors are called {cs[0].values.get('name')!r}",
+                )
+            )
+            continue
+        for c in cs:
+            _plan_zoho_create(plan, inputs, c, owners)
+
+
+def _plan_zoho_create(plan: Plan, inputs: Inputs, c: vm.ConcurVendor, owners: _Owners) -> None:
+    name_key = c.name_key
+    if inputs.deferred:
+        plan.skipped.append({"concur_vendor": c.ref, "reason": "Zoho listing incomplete this run"})
+        return
+    named = owners.zoho_names.get(name_key, set()) if name_key else set()
+    if named:
+        plan.ambiguous.append(
+            vm.Ambiguity(
+                "name_taken_in_zoho",
+                sorted(named),
+                [c.ref],
+                f"Zoho already has a vendor called {c.values.get('name')!r}",
             )
         )
-    plan.ambiguous.extend(result.ambiguous)
+        return
+    if inputs.rules.code_from == "contact_number" and owners.zoho_codes.get(c.key[0]):
+        plan.ambiguous.append(
+            vm.Ambiguity(
+                "code_taken_in_zoho",
+                sorted(owners.zoho_codes[c.key[0]]),
+                [c.ref],
+                f"a Zoho vendor already has contact number {c.code!r}",
+            )
+        )
+        return
+    if not c.values.get("name"):
+        plan.skipped.append({"concur_vendor": c.ref, "reason": "no VendorName"})
+        return
+    plan.create_in_zoho.append(ZohoCreate(c, dict(c.values)))
 
-    # 4. Creates, unless a create would copy an ambiguity or make a duplicate on the target.
-    zoho_name_owner: dict[str, set[str]] = {}
-    for cid, z in inputs.zoho.items():
-        zoho_name_owner.setdefault(z.name_key, set()).add(cid)
-    for cid, name in inputs.zoho_names.items():  # deferred vendors count by their listed name
-        zoho_name_owner.setdefault(vm.normalize_name(name), set()).add(cid)
-    concur_name_owner: dict[str, set[str]] = {}
-    for v in inputs.concur_all:
-        concur_name_owner.setdefault(v.name_key, set()).add(v.key[0])
-    zoho_codes: dict[str, set[str]] = {}
-    for cid, z in inputs.zoho.items():
-        if z.code:
-            zoho_codes.setdefault(z.code, set()).add(cid)
 
-    if rules.to_concur:
-        planned_codes: dict[str, list[vm.ZohoVendor]] = {}
-        for z in result.zoho_only:
-            planned_codes.setdefault(z.effective_code(), []).append(z)
-        for code, zs in sorted(planned_codes.items()):
-            if len(zs) > 1:
-                plan.ambiguous.append(
-                    vm.Ambiguity(
-                        "same_code_in_zoho",
-                        [z.contact_id for z in zs],
-                        [],
-                        f"{len(zs)} Zoho vendors carry the code {code!r}",
-                    )
-                )
-                continue
-            z = zs[0]
-            if code in all_codes:
-                plan.ambiguous.append(
-                    vm.Ambiguity(
-                        "code_taken_in_concur",
-                        [z.contact_id],
-                        sorted(v.ref for v in inputs.concur_all if v.key[0] == code),
-                        f"Concur already has vendor code {code!r}, linked or ambiguous elsewhere",
-                    )
-                )
-                continue
-            same_name = zoho_name_owner.get(z.name_key, set()) - {z.contact_id}
-            if z.name_key and same_name:
-                plan.ambiguous.append(
-                    vm.Ambiguity(
-                        "same_name_in_zoho",
-                        [z.contact_id, *sorted(same_name)],
-                        [],
-                        f"another Zoho vendor is also called {z.values.get('name')!r}",
-                    )
-                )
-                continue
-            taken = concur_name_owner.get(z.name_key, set())
-            if z.name_key and taken:
-                plan.ambiguous.append(
-                    vm.Ambiguity(
-                        "name_taken_in_concur",
-                        [z.contact_id],
-                        sorted(taken),
-                        f"Concur already has a vendor called {z.values.get('name')!r}",
-                    )
-                )
-                continue
-            plan.create_in_concur.append(concur_create(z, rules))
-
-    if rules.to_zoho and inputs.only_zoho is None:
-        by_name: dict[str, list[vm.ConcurVendor]] = {}
-        for c in result.concur_only:
-            by_name.setdefault(c.name_key, []).append(c)
-        for name_key, cs in sorted(by_name.items()):
-            if name_key and len(cs) > 1:
-                plan.ambiguous.append(
-                    vm.Ambiguity(
-                        "same_name_in_concur",
-                        [],
-                        [c.ref for c in cs],
-                        f"{len(cs)} Concur vendors are called {cs[0].values.get('name')!r}",
-                    )
-                )
-                continue
-            for c in cs:
-                if inputs.deferred:
-                    plan.skipped.append(
-                        {"concur_vendor": c.ref, "reason": "Zoho listing incomplete this run"}
-                    )
-                    continue
-                owners = zoho_name_owner.get(name_key, set()) if name_key else set()
-                if owners:
-                    plan.ambiguous.append(
-                        vm.Ambiguity(
-                            "name_taken_in_zoho",
-                            sorted(owners),
-                            [c.ref],
-                            f"Zoho already has a vendor called {c.values.get('name')!r}",
-                        )
-                    )
-                    continue
-                if rules.code_from == "contact_number" and zoho_codes.get(c.key[0]):
-                    plan.ambiguous.append(
-                        vm.Ambiguity(
-                            "code_taken_in_zoho",
-                            sorted(zoho_codes[c.key[0]]),
-                            [c.ref],
-                            f"a Zoho vendor already has contact number {c.code!r}",
-                        )
-                    )
-                    continue
-                if not c.values.get("name"):
-                    plan.skipped.append({"concur_vendor": c.ref, "reason": "no VendorName"})
-                    continue
-                plan.create_in_zoho.append(ZohoCreate(c, dict(c.values)))
-
+def _left_unlinked(plan: Plan, result: vm.MatchResult, scope: _Scope) -> int:
+    """How many Zoho vendors this pass leaves without a link (a full listing comes next)."""
     planned = {c.zoho.contact_id for c in plan.create_in_concur if not c.problem}
     left = {z.contact_id for z in result.zoho_only} - planned
-    left |= {cid for a in plan.ambiguous for cid in a.zoho if cid in unlinked_zoho}
-    plan.zoho_unlinked = len(left)
-    return plan
+    left |= {cid for a in plan.ambiguous for cid in a.zoho if cid in scope.unlinked_zoho}
+    return len(left)
 
 
-def _recovered_pair(
-    z: vm.ZohoVendor, c: vm.ConcurVendor, rules: vm.VendorRules, inputs: Inputs
+# --------------------------------------------------------------------------- helpers
+
+
+def _owners_of(inputs: Inputs) -> _Owners:
+    """The Concur codes as listed before any open create is searched for (as before)."""
+    return _Owners({}, {}, {}, {c.key[0] for c in inputs.concur_all})
+
+
+def _owners_add_listed(owners: _Owners, inputs: Inputs) -> None:
+    """Names and codes after recovery (a searched-for vendor counts as listed)."""
+    for cid, z in inputs.zoho.items():
+        owners.zoho_names.setdefault(z.name_key, set()).add(cid)
+    for cid, name in inputs.zoho_names.items():  # deferred vendors count by their listed name
+        owners.zoho_names.setdefault(vm.normalize_name(name), set()).add(cid)
+    for v in inputs.concur_all:
+        owners.concur_names.setdefault(v.name_key, set()).add(v.key[0])
+    for cid, z in inputs.zoho.items():
+        if z.code:
+            owners.zoho_codes.setdefault(z.code, set()).add(cid)
+
+
+def _new_pair(
+    z: vm.ZohoVendor,
+    c: vm.ConcurVendor,
+    inputs: Inputs,
+    *,
+    link: VendorLink | None = None,
+    matched_by: str | None = None,
 ) -> Pair:
     return make_pair(
         z,
         c,
-        None,
-        rules,
-        matched_by="recovered",
+        link,
+        inputs.rules,
+        matched_by=matched_by,
         zoho_raw=inputs.zoho_raw.get(z.contact_id),
         concur_raw=inputs.concur_raw.get(c.key),
     )
+
+
+def _search_concur_created(
+    key: ConcurKey, clients: Clients, inputs: Inputs
+) -> vm.ConcurVendor | None:
+    """The explicit search-before-create: the Concur vendor an open create would make."""
+    found = concur_vendors.find(clients.concur, key[0], key[1])
+    if not found:
+        return None
+    c = vm.concur_vendor(found[0])
+    inputs.concur_raw[c.key] = found[0]
+    inputs.concur_all.append(c)
+    return c
 
 
 def _find_zoho_created(
