@@ -8,6 +8,7 @@ seen, so the next pass sees the same change again.
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass, field
 
 from sqlalchemy.exc import IntegrityError
 
@@ -90,11 +91,21 @@ def _save_pending(db: Database, link_id: int, zoho: vm.ZohoVendor) -> None:
         }
 
 
+@dataclass
+class _Progress:
+    """What the update writes of one pass learned, per pair (keyed by ``id(pair)``)."""
+
+    failed: set[int] = field(default_factory=set)
+    new_concur: dict[int, vm.ConcurVendor] = field(default_factory=dict)
+    currency_ids: dict[str, str] | None = None
+
+
 def update_pairs(
     db: Database, plan: Plan, inputs: Inputs, clients: Clients, report: PassReport
 ) -> None:
-    rules = plan.rules
-    cid = plan.connection_id
+    """Write each linked pair's diff: the Concur side in batches first, then the Zoho side one
+    contact at a time, then the conflicts' audit rows and the new snapshots (or, where a write
+    failed, the Zoho values as seen, so the next pass sees the same changes again)."""
     # Pairs needing nothing but fresh snapshots.
     for pair in plan.pairs:
         if pair.diff.empty and pair.snapshots_stale and pair.link_id is not None:
@@ -102,10 +113,40 @@ def update_pairs(
     todo = [p for p in plan.pairs if not p.diff.empty and p.link_id is not None]
     if not todo:
         return
-    failed: set[int] = set()
-    new_concur: dict[int, vm.ConcurVendor] = {}
+    progress = _Progress()
     concur_side = [p for p in todo if p.diff.to_concur]
-    for batch in concur_vendors.batches(concur_side):
+    _update_concur(db, plan.connection_id, concur_side, clients, report, progress)
+    for pair in todo:
+        assert pair.link_id is not None
+        zoho_after = pair.zoho
+        if pair.diff.to_zoho and id(pair) not in progress.failed:
+            written = _update_zoho(db, plan, pair, clients, report, progress)
+            if written is None:
+                continue  # refused: audited as failed; the next pass sees the diff again
+            zoho_after = written
+        _audit_conflicts(db, plan.connection_id, pair, report)
+        if id(pair) in progress.failed:
+            # Keep the synced snapshots (the base of the three-way diff) and remember what the
+            # Zoho side looks like now, so the next pass sees the same changes again even
+            # though its incremental listing will not return this contact.
+            _save_pending(db, pair.link_id, pair.zoho)
+            continue
+        concur_after = progress.new_concur.get(id(pair), pair.concur)
+        save_snapshots(
+            db, pair.link_id, zoho_after, concur_after, zoho_written=zoho_after is not pair.zoho
+        )
+
+
+def _update_concur(
+    db: Database,
+    cid: int,
+    pairs: list[Pair],
+    clients: Clients,
+    report: PassReport,
+    progress: _Progress,
+) -> None:
+    """The Concur side: one ``PUT`` per batch; a vendor refused in a batch fails alone."""
+    for batch in concur_vendors.batches(pairs):
         bodies = [
             vm.concur_body(
                 p.diff.to_concur,
@@ -120,27 +161,8 @@ def update_pairs(
             vm.validate_concur_vendor(body)
         statuses = concur_vendors.write_batch(clients.concur, "PUT", bodies)
         for pair, status in zip(batch, statuses, strict=True):
-            if status.ok:
-                echoed = (
-                    vm.concur_vendor(status.vendor) if status.vendor.get("VendorCode") else None
-                )
-                values = dict(pair.concur.values)
-                values.update(pair.diff.to_concur)
-                if echoed is not None:
-                    values = echoed.values
-                new_concur[id(pair)] = vm.ConcurVendor(
-                    pair.concur.code, pair.concur.address_code, values
-                )
-                report.updated_in_concur += 1
-                audit_vendor(
-                    db,
-                    cid,
-                    "updated",
-                    f"Concur vendor {pair.concur.ref} updated from Zoho contact {pair.zoho.contact_id}",
-                    {"side": "concur", **pair.describe()},
-                )
-            else:
-                failed.add(id(pair))
+            if not status.ok:
+                progress.failed.add(id(pair))
                 report.failures.append(f"Concur {pair.concur.ref}: {status.message}")
                 audit_vendor(
                     db,
@@ -149,68 +171,87 @@ def update_pairs(
                     f"Concur vendor {pair.concur.ref} not updated: {status.message}",
                     {"side": "concur", **pair.describe()},
                 )
-    currency_ids: dict[str, str] | None = None
-    for pair in todo:
-        zoho_after = pair.zoho
-        if pair.diff.to_zoho and id(pair) not in failed:
-            current = pair.zoho_raw or zoho_contacts.get(clients.zoho, pair.zoho.contact_id)
-            currency_id = None
-            if "currency_code" in pair.diff.to_zoho:
-                if currency_ids is None:
-                    currency_ids = zoho_contacts.currency_ids(clients.zoho)
-                currency_id = currency_ids.get(str(pair.diff.to_zoho["currency_code"]))
-            only = [f for f in pair.diff.to_zoho if f != "currency_code" or currency_id is not None]
-            body = vm.zoho_body(
-                pair.diff.to_zoho, rules, currency_id=currency_id, only=only, current=current
-            )
-            vm.validate_zoho_contact(body)
-            try:
-                contact = zoho_contacts.update(clients.zoho, pair.zoho.contact_id, body)
-            except (RateLimitedError, RetryableError):
-                raise
-            except ApiError as exc:
-                failed.add(id(pair))
-                report.failures.append(f"Zoho {pair.zoho.contact_id}: {exc}")
-                audit_vendor(
-                    db,
-                    cid,
-                    "failed",
-                    f"Zoho contact {pair.zoho.contact_id} not updated: {exc}",
-                    {"side": "zoho", **pair.describe()},
-                )
                 continue
-            zoho_after = vm.zoho_vendor(contact, rules) if contact else pair.zoho
-            report.updated_in_zoho += 1
+            echoed = vm.concur_vendor(status.vendor) if status.vendor.get("VendorCode") else None
+            values = dict(pair.concur.values)
+            values.update(pair.diff.to_concur)
+            if echoed is not None:
+                values = echoed.values
+            progress.new_concur[id(pair)] = vm.ConcurVendor(
+                pair.concur.code, pair.concur.address_code, values
+            )
+            report.updated_in_concur += 1
             audit_vendor(
                 db,
                 cid,
                 "updated",
-                f"Zoho contact {pair.zoho.contact_id} updated from Concur vendor {pair.concur.ref}",
-                {"side": "zoho", **pair.describe()},
+                f"Concur vendor {pair.concur.ref} updated from Zoho contact {pair.zoho.contact_id}",
+                {"side": "concur", **pair.describe()},
             )
-        for conflict in pair.diff.conflicts:
-            report.conflicts += 1
-            audit_vendor(
-                db,
-                cid,
-                "conflict",
-                f"{conflict.field} changed on both sides; {conflict.winner} (master) wins, the "
-                f"other value {conflict.loser_value!r} is overwritten",
-                {
-                    "zoho_contact_id": pair.zoho.contact_id,
-                    "concur_vendor": pair.concur.ref,
-                    **conflict.as_dict(),
-                },
-            )
-        if id(pair) in failed:
-            # Keep the synced snapshots (the base of the three-way diff) and remember what the
-            # Zoho side looks like now, so the next pass sees the same changes again even
-            # though its incremental listing will not return this contact.
-            assert pair.link_id is not None
-            _save_pending(db, pair.link_id, pair.zoho)
-            continue
-        concur_after = new_concur.get(id(pair), pair.concur)
-        assert pair.link_id is not None
-        save_snapshots(
-            db, pair.link_id, zoho_after, concur_after, zoho_written=zoho_after is not pair.zoho
+
+
+def _update_zoho(
+    db: Database,
+    plan: Plan,
+    pair: Pair,
+    clients: Clients,
+    report: PassReport,
+    progress: _Progress,
+) -> vm.ZohoVendor | None:
+    """The Zoho side of one pair: the contact as Zoho now answers it, or None when Zoho refused
+    the update (a rate limit or an outage stops the pass instead)."""
+    rules = plan.rules
+    current = pair.zoho_raw or zoho_contacts.get(clients.zoho, pair.zoho.contact_id)
+    currency_id = None
+    if "currency_code" in pair.diff.to_zoho:
+        if progress.currency_ids is None:
+            progress.currency_ids = zoho_contacts.currency_ids(clients.zoho)
+        currency_id = progress.currency_ids.get(str(pair.diff.to_zoho["currency_code"]))
+    only = [f for f in pair.diff.to_zoho if f != "currency_code" or currency_id is not None]
+    body = vm.zoho_body(
+        pair.diff.to_zoho, rules, currency_id=currency_id, only=only, current=current
+    )
+    vm.validate_zoho_contact(body)
+    try:
+        contact = zoho_contacts.update(clients.zoho, pair.zoho.contact_id, body)
+    except (RateLimitedError, RetryableError):
+        raise
+    except ApiError as exc:
+        progress.failed.add(id(pair))
+        report.failures.append(f"Zoho {pair.zoho.contact_id}: {exc}")
+        audit_vendor(
+            db,
+            plan.connection_id,
+            "failed",
+            f"Zoho contact {pair.zoho.contact_id} not updated: {exc}",
+            {"side": "zoho", **pair.describe()},
+        )
+        return None
+    zoho_after = vm.zoho_vendor(contact, rules) if contact else pair.zoho
+    report.updated_in_zoho += 1
+    audit_vendor(
+        db,
+        plan.connection_id,
+        "updated",
+        f"Zoho contact {pair.zoho.contact_id} updated from Concur vendor {pair.concur.ref}",
+        {"side": "zoho", **pair.describe()},
+    )
+    return zoho_after
+
+
+def _audit_conflicts(db: Database, cid: int, pair: Pair, report: PassReport) -> None:
+    """One audit row per field changed on both sides: the master's value won."""
+    for conflict in pair.diff.conflicts:
+        report.conflicts += 1
+        audit_vendor(
+            db,
+            cid,
+            "conflict",
+            f"{conflict.field} changed on both sides; {conflict.winner} (master) wins, the "
+            f"other value {conflict.loser_value!r} is overwritten",
+            {
+                "zoho_contact_id": pair.zoho.contact_id,
+                "concur_vendor": pair.concur.ref,
+                **conflict.as_dict(),
+            },
         )
