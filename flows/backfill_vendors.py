@@ -46,7 +46,7 @@ class VendorsSource(Source):
         )
 
     def ensure(self, session: Session, part: int, item: Mapping[str, Any]) -> Any:
-        from flows import vendor_engine as engine
+        from flows import vendor_sync as engine
 
         contact_id = str(item.get("contact_id") or "")
         if not contact_id:
@@ -94,7 +94,7 @@ class VendorsSource(Source):
     def plan(self) -> dict[str, Any]:
         """The reconciliation's decisions (``vendors diff --full``), computed once."""
         if self._plan is None:
-            from flows import vendor_engine as engine
+            from flows import vendor_sync as engine
 
             report = engine.reconcile(
                 self.db, self.settings, self.connection_id, dry_run=True, full=True

@@ -1,10 +1,10 @@
 """The vendors flow: registration of the reconciliation pass, the contact-webhook intake and the
-ledger handler for the flow's records (the engine is ``flows.vendor_engine``; docs/vendors.md).
+ledger handler for the flow's records (the engine is ``flows.vendor_sync``; docs/vendors.md).
 
 Records of flow ``vendors`` are of three kinds (``source_type``):
 
 - ``contact``: a Zoho contact webhook (or another flow) asked for one vendor to be synced. The
-  pipeline runs it on the ``default`` queue; ``post`` is ``flows.vendor_engine.sync_one``.
+  pipeline runs it on the ``default`` queue; ``post`` is ``flows.vendor_sync.sync_one``.
 - ``zoho_contact`` / ``concur_vendor``: the write-ahead record of a create the reconciliation
   made (Zoho contact -> Concur vendor, Concur vendor -> Zoho contact). The reconciliation drives
   them itself; the pipeline only sees one when the sweeper re-drives it (the pass died
@@ -27,7 +27,7 @@ from connector.errors import QuotaReserveError, ValidationFailed
 from connector.models import Step, SyncRecord, VendorLink, WebhookEvent
 from connector.registry import Flow, IntakeHook
 from connector.steps import PostResult, StepContext
-from flows import vendor_engine as engine
+from flows import vendor_sync as engine
 
 log = logging.getLogger(__name__)
 

@@ -1,6 +1,6 @@
 """Vendor ⇄ vendor: field map, name normalization, matching and the three-way field diff.
 
-Pure functions only (no HTTP, no database): ``flows.vendor_engine`` feeds them what it listed on
+Pure functions only (no HTTP, no database): ``flows.vendor_sync`` feeds them what it listed on
 both sides and what ``vendor_links`` remembers, and carries out what they decide. See
 ``docs/vendors.md`` for the rules in prose.
 
@@ -32,7 +32,7 @@ are never sent, so the other side keeps them.
 This module holds the two sides and the decisions (matching, three-way diff); the field map and
 rules section are in :mod:`mappings.vendors_rules`, the canonical values in
 :mod:`mappings.vendors_values`, the outbound bodies in :mod:`mappings.vendors_payloads`. The
-``X as X`` imports below re-export the names ``flows.vendor_engine`` still reads as ``vm.<name>``
+``X as X`` imports below re-export the names ``flows.vendor_sync`` still reads as ``vm.<name>``
 (that module is being split by a parallel change for issue #16); drop them once its parts import
 from the modules above.
 """

@@ -6,7 +6,7 @@ import logging
 
 from connector.config import get_settings
 from connector.models import Step
-from flows import vendor_engine as vendors
+from flows import vendor_sync as vendors
 from tasks.base import ConnectorTask
 from tasks.celery import app
 from tasks.pipeline import enqueue
@@ -19,7 +19,7 @@ BUSY_RETRY = 30.0
 
 @app.task(base=ConnectorTask, bind=True, name="vendors.sync_one")
 def sync_one(self: ConnectorTask, connection_id: int, zoho_contact_id: str) -> str:
-    """Link, update or create one Zoho vendor in Concur (``flows.vendor_engine.sync_one``)."""
+    """Link, update or create one Zoho vendor in Concur (``flows.vendor_sync.sync_one``)."""
     try:
         report = vendors.sync_one(self.db, get_settings(), connection_id, zoho_contact_id)
     except vendors.VendorSyncBusy as exc:

@@ -1,6 +1,6 @@
 """``connector vendors diff ID [--json] [--full]``: what a vendor reconciliation would do.
 
-A dry run of ``flows.vendor_engine.reconcile``: it lists both sides and prints the decisions
+A dry run of ``flows.vendor_sync.reconcile``: it lists both sides and prints the decisions
 (linked, would create on each side, would update field by field, ambiguous) without writing
 anything to Zoho, Concur or the database (no lock, no cursor, no audit rows). ``connector sync
 ID --flow vendors`` runs the pass for real.
@@ -88,7 +88,7 @@ def register(main: click.Group) -> None:
         from connector.config import get_settings
         from connector.db import get_database
         from connector.logs import configure_logging
-        from flows import vendor_engine as vendors
+        from flows import vendor_sync as vendors
 
         settings = get_settings()
         configure_logging(settings.log_level)

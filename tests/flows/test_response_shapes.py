@@ -17,7 +17,7 @@ from connector import connections
 from connector.db import Database
 from connector.errors import UnexpectedResponseError
 from flows import FLOWS, payables_vendors
-from flows import vendor_engine as vendors
+from flows import vendor_sync as vendors
 from sandbox.concur.admin import ConcurAdmin
 from tests.flows import payables_support as ps
 

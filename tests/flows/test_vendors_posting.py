@@ -26,7 +26,7 @@ from connector.config import Settings
 from connector.db import Database
 from connector.models import AuditEvent, RecordState, Step, SyncRecord
 from flows import FLOWS
-from flows import vendor_engine as vendors
+from flows import vendor_sync as vendors
 
 CONCUR_VENDORS = "/concur/*/api/v3.1/invoice/vendors"
 

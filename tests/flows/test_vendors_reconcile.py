@@ -18,7 +18,7 @@ from connector.config import Settings
 from connector.db import Database
 from connector.models import AuditEvent, SyncRecord, VendorLink
 from flows import FLOWS
-from flows import vendor_engine as vendors
+from flows import vendor_sync as vendors
 from mappings.vendors_values import normalize_name
 
 ZOHO_ORG = "10234695"

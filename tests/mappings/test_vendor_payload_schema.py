@@ -116,7 +116,7 @@ def test_every_body_sent_in_real_passes_validates(
     zoho_spec: dict[str, Any],
 ) -> None:
     from connector import connections
-    from flows import vendor_engine as vendors
+    from flows import vendor_sync as vendors
     from sandbox.concur.admin import ConcurAdmin
 
     cap = Capture()
