@@ -49,9 +49,9 @@ def record_call(
         step=step,
         outcome="ok" if call.error is None else "error",
         task_id=task_id,
-        details={"system": call.system, "attempt": call.attempt} if call.attempt > 1 else {
-            "system": call.system
-        },
+        details={"system": call.system, "attempt": call.attempt}
+        if call.attempt > 1
+        else {"system": call.system},
         **call_fields(call),
     )
 

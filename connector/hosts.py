@@ -82,7 +82,9 @@ def check_api_host(url: str, settings: Settings, system: str | None = None) -> s
         parts = urlsplit(text)
         port = parts.port
     except ValueError as exc:
-        raise UntrustedHostError(f"refusing {what} {text[:100]!r}: not a valid URL ({exc})") from None
+        raise UntrustedHostError(
+            f"refusing {what} {text[:100]!r}: not a valid URL ({exc})"
+        ) from None
     host = (parts.hostname or "").lower().rstrip(".")
     if parts.scheme not in ("https", "http") or not host:
         raise UntrustedHostError(f"refusing {what} {text[:100]!r}: not an http(s) URL")
@@ -118,8 +120,7 @@ def check_api_host(url: str, settings: Settings, system: str | None = None) -> s
     allowed = "Zoho" if system == "zoho" else "Concur" if system == "concur" else "Zoho or Concur"
     hint = " (sandbox mode is off)" if not settings.sandbox_url and _is_loopback(host) else ""
     raise UntrustedHostError(
-        f"refusing {what} {netloc}: not a {allowed} domain and not in "
-        f"CONNECTOR_TRUSTED_HOSTS{hint}"
+        f"refusing {what} {netloc}: not a {allowed} domain and not in CONNECTOR_TRUSTED_HOSTS{hint}"
     )
 
 

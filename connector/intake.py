@@ -52,6 +52,8 @@ class IntakeResult:
 Handler = Callable[..., IntakeResult]
 #: ``prepare(db, settings, event, payload)``: runs outside any transaction, before the handler.
 Prepare = Callable[[Database, Settings, WebhookEvent, dict[str, Any]], Any]
+
+
 class UnroutedEvent(ConnectorError):
     """A Concur event for a company no connection is paired with (yet)."""
 

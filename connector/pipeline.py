@@ -96,9 +96,7 @@ def run_step(
         )
 
 
-def _run(
-    ctx: StepContext, handler: FlowHandler, record: SyncRecord, step: Step
-) -> StepResult:
+def _run(ctx: StepContext, handler: FlowHandler, record: SyncRecord, step: Step) -> StepResult:
     db, owner, task_id = ctx.db, ctx.owner, ctx.task_id
 
     def advance(to_state: RecordState, next_step: Step, **fields: Any) -> StepResult:

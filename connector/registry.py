@@ -104,9 +104,7 @@ class Registry:
 
     # ------------------------------------------------------------------ the core, with us
 
-    def run_step(
-        self, db: Database, record_id: int, step: Step, **kw: Any
-    ) -> pipeline.StepResult:
+    def run_step(self, db: Database, record_id: int, step: Step, **kw: Any) -> pipeline.StepResult:
         return pipeline.run_step(db, record_id, step, registry=self, **kw)
 
     def route(self, db: Database, record_id: int, step: Step) -> tuple[str, str]:

@@ -136,7 +136,9 @@ class ExpensesSectionSchema(Schema):
         load_default="approval",
         validate=validate.OneOf(("approval", "submit", "processing_payment", "paid")),
     )
-    status = fields.String(load_default="published", validate=validate.OneOf(("published", "draft")))
+    status = fields.String(
+        load_default="published", validate=validate.OneOf(("published", "draft"))
+    )
 
 
 register_section("vendors", VendorsSectionSchema)
@@ -186,7 +188,9 @@ def flatten(messages: Any, prefix: str = "") -> list[str]:
 # --------------------------------------------------------------------------- references
 
 
-def _walk(data: Any, parts: list[str], path: str) -> Iterator[tuple[str, Any, Callable[[Any], None]]]:
+def _walk(
+    data: Any, parts: list[str], path: str
+) -> Iterator[tuple[str, Any, Callable[[Any], None]]]:
     """Yield (path, value, setter) for every value ``parts`` addresses in ``data``."""
     if not parts or not isinstance(data, dict):
         return
@@ -210,9 +214,7 @@ def _walk(data: Any, parts: list[str], path: str) -> Iterator[tuple[str, Any, Ca
         yield here, data[head], lambda v: data.__setitem__(head, v)
 
 
-def _resolve(
-    section: Section, data: dict[str, Any], catalog: Catalog, problems: list[str]
-) -> None:
+def _resolve(section: Section, data: dict[str, Any], catalog: Catalog, problems: list[str]) -> None:
     """Replace Zoho references in ``data`` (in place) by ids; collect what does not resolve."""
 
     def lookup(kind: str, path: str, ref: Any, find: Callable[[str], dict[str, Any] | None]) -> Any:
@@ -349,7 +351,9 @@ def load(db: Database, connection_id: int) -> RulesDocument | None:
         )
 
 
-def section(db: Database, connection_id: int, name: str, *, resolved: bool = False) -> dict[str, Any]:
+def section(
+    db: Database, connection_id: int, name: str, *, resolved: bool = False
+) -> dict[str, Any]:
     """One section of the connection's rules (``{}`` when absent): as written, or with ids."""
     doc = load(db, connection_id)
     if doc is None:

@@ -34,6 +34,7 @@ class PassResult:
 
 SyncPass = Callable[[Database, Settings, int], PassResult]
 
+
 def run(
     db: Database, settings: Settings, connection_id: int, flow: str, *, registry: Registry
 ) -> PassResult:

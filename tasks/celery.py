@@ -10,7 +10,10 @@ from connector.logs import configure_logging
 
 app = Celery("connector")
 app.config_from_object("celeryconfig")
-app.autodiscover_tasks(["tasks.pipeline", "tasks.maintenance", "tasks.intake", "tasks.sync", "tasks.vendors"], related_name=None)
+app.autodiscover_tasks(
+    ["tasks.pipeline", "tasks.maintenance", "tasks.intake", "tasks.sync", "tasks.vendors"],
+    related_name=None,
+)
 
 
 @signals.setup_logging.connect

@@ -53,7 +53,7 @@ def test_connect_refresh_ping_cycle_leaks_no_secret(
 
     redirect = requests.get(f"{start}&login_hint={zoho_seed.EU_USER}", allow_redirects=False,
                             timeout=10).headers["Location"]  # fmt: skip
-    assert web.get(redirect[redirect.index("/oauth/"):]).status_code == 200
+    assert web.get(redirect[redirect.index("/oauth/") :]).status_code == 200
     authorize.connect_concur(db, sandbox_settings, cid, company_id=cc.SEED_US_COMPANY_ID,
                              request_token=cc.SEED_US_REQUEST_TOKEN)  # fmt: skip
     seen |= issued_secrets(sandbox)
@@ -85,7 +85,9 @@ def test_connect_refresh_ping_cycle_leaks_no_secret(
     concur_admin.revoke_refresh_tokens(company_id=cc.SEED_US_COMPANY_ID)
     admin.advance_clock(7300)
     checks = ping.ping(db, sandbox_settings, cid)
-    assert any("invalid_code" in c.detail for c in checks) and any("108" in c.detail for c in checks)
+    assert any("invalid_code" in c.detail for c in checks) and any(
+        "108" in c.detail for c in checks
+    )
     seen |= issued_secrets(sandbox)
 
     assert len(seen) > 15
@@ -102,5 +104,7 @@ def test_connect_refresh_ping_cycle_leaks_no_secret(
                 text = " ".join(str(v) for v in row)
                 leaks += [f"table {table.name}: {s[:12]}…" for s in seen if s in text]
     assert leaks == []
-    assert any(r.levelno == logging.DEBUG and r.name.startswith("connector") for r in caplog.records)
+    assert any(
+        r.levelno == logging.DEBUG and r.name.startswith("connector") for r in caplog.records
+    )
     assert any(r.name.startswith("urllib3") for r in caplog.records)  # DEBUG really was on

@@ -21,7 +21,9 @@ _cache: dict[str, tuple[float, dict[str, Any]]] = {}
 _lock = threading.Lock()
 
 
-def _pick(items: list[dict[str, Any]], ref: str, keys: tuple[str, ...], what: str) -> dict[str, Any] | None:
+def _pick(
+    items: list[dict[str, Any]], ref: str, keys: tuple[str, ...], what: str
+) -> dict[str, Any] | None:
     """The one item whose first matching key (in ``keys`` order) equals ``ref``.
 
     Raises:

@@ -37,15 +37,21 @@ def test_vendor_hosts_are_allowed(url: str, system: str | None) -> None:
     ("url", "system", "why"),
     [
         pytest.param("https://evil.example", "zoho", "not a Zoho domain", id="other-host"),
-        pytest.param("https://zohoapis.com.evil.example", "zoho", "not a Zoho domain", id="suffix-trick"),
+        pytest.param(
+            "https://zohoapis.com.evil.example", "zoho", "not a Zoho domain", id="suffix-trick"
+        ),
         pytest.param("https://notzoho.com", "zoho", "not a Zoho domain", id="no-dot-boundary"),
         pytest.param("http://www.zohoapis.com", "zoho", "must use https", id="plain-http"),
         pytest.param("https://www.zohoapis.com:8443", "zoho", "must use https", id="odd-port"),
-        pytest.param("https://us2.api.concursolutions.com", "zoho", "not a Zoho domain", id="wrong-vendor"),
+        pytest.param(
+            "https://us2.api.concursolutions.com", "zoho", "not a Zoho domain", id="wrong-vendor"
+        ),
         pytest.param("https://u:p@www.zohoapis.com", "zoho", "credentials", id="userinfo"),
         pytest.param("https://www.zohoapis.com?x=1", "zoho", "query", id="query"),
         pytest.param("ftp://www.zohoapis.com", "zoho", "http", id="scheme"),
-        pytest.param("http://127.0.0.1:8090/zoho/us/api", "zoho", "sandbox mode is off", id="sandbox-off"),
+        pytest.param(
+            "http://127.0.0.1:8090/zoho/us/api", "zoho", "sandbox mode is off", id="sandbox-off"
+        ),
     ],
 )
 def test_other_hosts_are_refused_with_a_reason(url: str, system: str, why: str) -> None:

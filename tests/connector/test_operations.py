@@ -127,13 +127,21 @@ def test_replay_never_reposts_and_verify_asks_the_target(db: Any, connection_id:
     assert report.outcomes[0].action == "skipped" and "never re-posts" in report.outcomes[0].detail
 
     report = operations_replay.replay(
-        db, [rid], requested_by="t", enqueue=lambda *a: calls.append(a), verify=True,
+        db,
+        [rid],
+        requested_by="t",
+        enqueue=lambda *a: calls.append(a),
+        verify=True,
         registry=FLOWS,
     )
     assert report.outcomes[0].action == "missing"  # the selftest target only "has" landed ones
     set_payload(db, rid, landed=True)
     report = operations_replay.replay(
-        db, [rid], requested_by="t", enqueue=lambda *a: calls.append(a), verify=True,
+        db,
+        [rid],
+        requested_by="t",
+        enqueue=lambda *a: calls.append(a),
+        verify=True,
         registry=FLOWS,
     )
     assert report.outcomes[0].action == "found"

@@ -72,13 +72,15 @@ def test_import_resolves_ids_codes_and_names_and_export_round_trips(
     }
     assert resolved["expenses"]["default_account"] == accounts["Travel Expense"]["account_id"]
     assert set(resolved["payables"]["expense_types"]) == {
-        accounts["Airfare"]["account_id"], accounts["Lodging"]["account_id"]
+        accounts["Airfare"]["account_id"],
+        accounts["Lodging"]["account_id"],
     }
     tag = catalog.tag("Cost Center")
     assert resolved["expenses"]["cost_centre"]["tag"] == tag["tag_id"]
     options = {o["option_name"]: o["option_id"] for o in tag["options"]}
     assert resolved["expenses"]["cost_centre"]["options"] == {
-        "CC-100": options["Sales"], "CC-200": options["Engineering"]
+        "CC-100": options["Sales"],
+        "CC-200": options["Engineering"],
     }
     # What the operator wrote comes back out, and flows can read either form.
     loaded = rules.load(db, connected)

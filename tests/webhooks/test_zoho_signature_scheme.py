@@ -78,7 +78,10 @@ def test_the_signing_secret_is_not_accepted_as_token(db: Database, tmp_path: Pat
     client, cid = _client(db, tmp_path)
     for headers, url in (({"X-Connector-Token": SECRET}, ""), ({}, f"?token={SECRET}")):
         response = client.post(f"/webhooks/zoho/{cid}{url}", json={"bill": BILL}, headers=headers)
-        assert response.status_code == 401 and response.json["message"] == zoho_receiver.NOT_AUTHENTICATED
+        assert (
+            response.status_code == 401
+            and response.json["message"] == zoho_receiver.NOT_AUTHENTICATED
+        )
     assert _events(db) == 0
     assert (
         client.post(f"/webhooks/zoho/{cid}?token={TOKEN}", json={"bill": BILL}).status_code == 202

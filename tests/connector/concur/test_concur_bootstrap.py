@@ -65,7 +65,9 @@ def test_a_refused_request_token_is_one_readable_error(db: Any, sandbox_settings
     assert connections.show(db, cid)["concur"]["status"] == "not_connected"
 
 
-def test_a_company_belongs_to_one_connection(db: Any, sandbox_settings: Any, connected: int) -> None:
+def test_a_company_belongs_to_one_connection(
+    db: Any, sandbox_settings: Any, connected: int
+) -> None:
     other = connections.create(db, "second")
     with pytest.raises(ConnectorError, match=f"already used by connection {connected}"):
         authorize.connect_concur(db, sandbox_settings, other, company_id=cc.SEED_US_COMPANY_ID,
@@ -86,9 +88,11 @@ def test_refused_refresh_108_turns_needs_reauth_with_one_alert(
     assert shown["status"] == "needs_reauth" and shown["concur"]["status"] == "needs_reauth"
     assert "108" in (shown["status_reason"] or "")
     with db.session() as session:
-        alerts = session.execute(
-            select(AuditEvent).where(AuditEvent.outcome == "needs_reauth")
-        ).scalars().all()
+        alerts = (
+            session.execute(select(AuditEvent).where(AuditEvent.outcome == "needs_reauth"))
+            .scalars()
+            .all()
+        )
     assert len(alerts) == 1
     assert len([r for r in caplog.records if "needs re-authorization" in r.getMessage()]) == 1
     # A new request token brings it back.
@@ -114,7 +118,9 @@ def test_untrusted_geolocation_is_refused(db: Any, sandbox_settings: Any, tmp_pa
 # --------------------------------------------------------------------------- 30-day warning
 
 
-def _real_connection(db: Any, tmp_path: Path, refresh_expires_at: dt.datetime) -> tuple[Settings, int]:
+def _real_connection(
+    db: Any, tmp_path: Path, refresh_expires_at: dt.datetime
+) -> tuple[Settings, int]:
     settings = Settings(database_url=db.url, redis_url=None, secret_keys=(TEST_KEY,),
                         embedded=True, var_dir=tmp_path, concur_client_id="c",
                         concur_client_secret="real-secret-value")  # fmt: skip
@@ -149,9 +155,11 @@ def test_warns_when_refreshing_did_not_extend_a_lapsing_refresh_token(
     assert "did not extend" in shown["status_reason"] and "20 day(s) left" in shown["status_reason"]
     assert any("did not extend" in r.getMessage() for r in caplog.records)
     with db.session() as session:
-        rows = session.execute(
-            select(AuditEvent).where(AuditEvent.outcome == "refresh_expiring")
-        ).scalars().all()
+        rows = (
+            session.execute(select(AuditEvent).where(AuditEvent.outcome == "refresh_expiring"))
+            .scalars()
+            .all()
+        )
     assert len(rows) == 1  # the same warning is not repeated on every refresh
 
 
