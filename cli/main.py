@@ -167,15 +167,14 @@ def sync_now(connection: str, flows: tuple[str, ...]) -> None:
     """Run the polling pass of each flow for a connection now and enqueue what it finds."""
     from connector import connections
     from connector.db import get_database
-    from tasks.pipeline import enqueue
+    from tasks.pipeline import enqueue_all
 
     settings = _settings()
     db = get_database(settings.database_url)
     connection_id = connections.resolve(db, connection).id
     for flow in flows or tuple(FLOWS.polled()):
         result = FLOWS.sync(db, settings, connection_id, flow)
-        for record_id, step in result.records:
-            enqueue(record_id, step)
+        enqueue_all(result.records)
         click.echo(f"{flow}: {len(result.records)} record(s) enqueued. {result.summary}".strip())
 
 

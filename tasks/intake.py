@@ -5,7 +5,7 @@ from __future__ import annotations
 from flows import FLOWS
 from tasks.base import ConnectorTask
 from tasks.celery import app
-from tasks.pipeline import enqueue
+from tasks.pipeline import enqueue_all
 
 
 def enqueue_event(event_id: int) -> None:
@@ -16,6 +16,5 @@ def enqueue_event(event_id: int) -> None:
 @app.task(base=ConnectorTask, bind=True, name="intake.process")
 def process(self: ConnectorTask, event_id: int) -> list[int]:
     records = FLOWS.process_event(self.db, event_id)
-    for record_id, step in records:
-        enqueue(record_id, step)
+    enqueue_all(records)
     return [record_id for record_id, _ in records]

@@ -176,17 +176,13 @@ def _run(
         company = session.get(Connection, connection_id).concur_company_id or ""
     progress = Progress(flow, day, Budget.from_settings(settings, flow, company), stream=sys.stderr)
 
-    def enqueue(batch: list[tuple[int, Any]]) -> None:
-        from tasks.pipeline import enqueue as send
-
-        for record_id, step in batch:
-            send(record_id, step)
+    from tasks.pipeline import enqueue_all
 
     click.echo(f"backfill of {flow} for connection {connection_id} ({name}) since {day}", err=True)
     try:
         outcome = backfill.run(
             db, settings, connection_id, flow, day,
-            page_size=page_size, progress=progress, on_page=enqueue, restart=restart,
+            page_size=page_size, progress=progress, on_page=enqueue_all, restart=restart,
         )  # fmt: skip
     except KeyboardInterrupt:
         cursor = load_cursor(db, connection_id, flow, day)

@@ -7,7 +7,6 @@ and exits non-zero on failure (``friendly_errors``); nothing prints a token or a
 
 from __future__ import annotations
 
-import json
 import logging
 import sys
 from pathlib import Path
@@ -33,19 +32,14 @@ def _connection_id(db: Database, ident: str) -> int:
     return connections.resolve(db, ident).id
 
 
-def _echo_json(data: Any) -> None:
-    click.echo(json.dumps(data, indent=2, default=str))
-
-
 def _enqueue_resumed(resumed: list[tuple[int, str]]) -> None:
     """Put resumed records back on their queues; the sweeper re-drives any that fail here."""
     if not resumed:
         return
     try:
-        from tasks.pipeline import enqueue
+        from tasks.pipeline import enqueue_all
 
-        for record_id, step in resumed:
-            enqueue(record_id, step)
+        enqueue_all(resumed)
         click.echo(f"resumed {len(resumed)} parked record(s)")
     except Exception as exc:
         click.echo(
