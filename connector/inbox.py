@@ -225,6 +225,23 @@ def failed_events(
     return session.execute(query.order_by(WebhookEvent.id.desc()).limit(limit)).scalars().all()
 
 
+def list_failed(
+    db: Any,
+    *,
+    limit: int = 100,
+    since: dt.datetime | None = None,
+    connection: str | None = None,
+) -> list[dict[str, Any]]:
+    """Failed events as ``describe`` shows them, newest first: what ``/ops`` and ``celery -A
+    tasks dead list`` print. ``connection`` keeps the events routed to that connection id (an
+    event names its connection by id only, and an unrouted one by none)."""
+    with db.session() as session:
+        events = [describe(e) for e in failed_events(session, limit=limit, since=since)]
+    if connection:
+        events = [e for e in events if str(e["connection_id"]) == connection]
+    return events
+
+
 def reopen(session: Session, event_ids: Sequence[int], *, requested_by: str) -> list[int]:
     """An operator's replay of ``failed`` events: back to ``received`` with a fresh attempt
     count (the note keeps who asked). Returns the ids reopened; the caller enqueues them."""

@@ -26,6 +26,7 @@ share: the states an operator may act on, the error they raise and how a selecti
 from __future__ import annotations
 
 import datetime as dt
+import getpass
 import re
 from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
@@ -46,6 +47,9 @@ S = RecordState
 REPLAYABLE_STATES = frozenset({S.WAITING, S.NEEDS_REAUTH, S.FAILED, S.DEAD})
 #: States shown as problems on ``/ops`` and in the alerts.
 PROBLEM_STATES = (S.NEEDS_REAUTH, S.DEAD, S.FAILED, S.WAITING)
+#: Every state in the order a record meets them: the columns of ``/ops`` and the choices of
+#: ``connector records list --state``.
+STATE_ORDER: tuple[str, ...] = tuple(s.value for s in S)
 
 Enqueue = Callable[[int, str], Any]
 
@@ -118,6 +122,14 @@ def select_records(
     if before is not None:
         stmt = stmt.where(SyncRecord.updated_at < before)
     return stmt
+
+
+def local_user() -> str | None:
+    """The operating-system user running a command, for "replay requested by" (None if unknown)."""
+    try:
+        return getpass.getuser()
+    except Exception:
+        return None
 
 
 def connection_names(session: Session, ids: Iterable[int]) -> dict[int, str]:

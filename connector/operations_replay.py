@@ -36,6 +36,10 @@ class ReplayOutcome:
     detail: str
     step: str | None = None
 
+    def line(self) -> str:
+        """The outcome as one line, the same in ``connector replay`` and ``celery -A tasks dead``."""
+        return f"{self.record_id:>8}  {self.action:8} {self.detail}"
+
 
 @dataclass
 class ReplayReport:
@@ -48,9 +52,17 @@ class ReplayReport:
     def queued(self) -> list[int]:
         return [o.record_id for o in self.outcomes if o.action == "queued"]
 
+    def counts(self) -> dict[str, int]:
+        return dict(Counter(o.action for o in self.outcomes))
+
+    def counts_text(self) -> str:
+        """``"2 queued, 1 skipped"`` (empty when nothing happened): the summary every front end
+        prints, so the CLI and the ``/ops`` banner count the same way."""
+        return ", ".join(f"{n} {a}" for a, n in self.counts().items())
+
     def as_dict(self) -> dict[str, Any]:
         return {
-            "counts": dict(Counter(o.action for o in self.outcomes)),
+            "counts": self.counts(),
             "records": [o.__dict__ for o in self.outcomes],
         }
 

@@ -19,7 +19,6 @@ yet), and ``retry --event``/``--all-events`` re-drives them (``connector.inbox.r
 from __future__ import annotations
 
 import datetime as dt
-import getpass
 import json
 from typing import Any
 
@@ -36,10 +35,10 @@ def _db() -> Any:
 
 
 def _who() -> str:
-    try:
-        return f"celery dead retry ({getpass.getuser()})"
-    except Exception:
-        return "celery dead retry"
+    from connector.operations import local_user
+
+    user = local_user()
+    return f"celery dead retry ({user})" if user else "celery dead retry"
 
 
 def _fail(exc: ConnectorError) -> click.ClickException:
@@ -69,20 +68,19 @@ def dead_list(
     as_json: bool,
 ) -> None:
     """List dead records, newest first."""
-    from connector import operations, operations_records
+    from connector import inbox, operations, operations_records
 
     try:
+        cutoff = operations.parse_since(since) if since else None
         rows = operations_records.list_records(
-            _db(),
-            connection=connection,
-            flow=flow,
-            state="dead",
-            since=operations.parse_since(since) if since else None,
-            limit=limit,
+            _db(), connection=connection, flow=flow, state="dead", since=cutoff, limit=limit
         )
     except ConnectorError as exc:
         raise _fail(exc) from exc
-    events = [] if flow else _failed_events(connection, since, limit)
+    # An event has no flow yet, so ``--flow`` leaves the failed webhook events out.
+    events = (
+        [] if flow else inbox.list_failed(_db(), limit=limit, since=cutoff, connection=connection)
+    )
     if as_json:
         click.echo(json.dumps(rows + [{"kind": "webhook_event", **e} for e in events], indent=2))
         return
@@ -101,19 +99,6 @@ def dead_list(
             f"{r['step']:8} {source:28} {r['updated_at'] or '':20} {error}"
         )
     click.echo(f"{len(rows)} dead record(s); retry with: celery -A tasks dead retry ID... | --all")
-
-
-def _failed_events(connection: str | None, since: str | None, limit: int) -> list[dict[str, Any]]:
-    from connector import inbox, operations
-
-    cutoff = operations.parse_since(since) if since else None
-    with _db().session() as session:
-        events = [
-            inbox.describe(e) for e in inbox.failed_events(session, limit=limit, since=cutoff)
-        ]
-    if connection:
-        events = [e for e in events if str(e["connection_id"]) == connection]
-    return events
 
 
 def _echo_events(events: list[dict[str, Any]]) -> None:
@@ -174,7 +159,7 @@ def dead_retry(
     except ConnectorError as exc:
         raise _fail(exc) from exc
     for o in report.outcomes:
-        click.echo(f"{o.record_id:>8}  {o.action:8} {o.detail}")
+        click.echo(o.line())
     click.echo(f"{len(report.queued)} record(s) re-queued")
     if not report.queued and ids:
         ctx.exit(1)

@@ -165,8 +165,7 @@ def index() -> str:
     states = [s for s in operations.PROBLEM_STATES]
     groups = operations_problems.problem_groups(db)
     overview = operations_problems.connections_overview(db)
-    with db.session() as session:
-        failed_events = [inbox.describe(e) for e in inbox.failed_events(session, limit=100)]
+    failed_events = inbox.list_failed(db, limit=100)
     return render_template(
         "ops/index.html",
         connections=overview,

@@ -6,7 +6,6 @@ Thin Click wrappers around ``connector.operations_*``. Celery is imported only i
 
 from __future__ import annotations
 
-import getpass
 import json
 import sys
 from typing import Any
@@ -14,41 +13,23 @@ from typing import Any
 import click
 
 from cli.commands import common
+from connector.operations import STATE_ORDER, local_user
 from flows import FLOWS
 
 REPLAY_STATES = ("dead", "failed", "waiting", "needs_reauth")
-LIST_STATES = (
-    "received",
-    "fetched",
-    "mapped",
-    "validated",
-    "posting",
-    "posted",
-    "waiting",
-    "needs_reauth",
-    "failed",
-    "dead",
-)
+LIST_STATES = STATE_ORDER
 
 
 _errors = common.friendly_errors
 
 
 def _db() -> Any:
-    from connector.config import get_settings
-    from connector.db import get_database
-    from connector.logs import configure_logging
-
-    settings = get_settings()
-    configure_logging(settings.log_level)
-    return get_database(settings.database_url)
+    return common.context()[1]
 
 
 def _who() -> str:
-    try:
-        return f"cli:{getpass.getuser()}"
-    except Exception:
-        return "cli"
+    user = local_user()
+    return f"cli:{user}" if user else "cli"
 
 
 # --------------------------------------------------------------------------- replay
@@ -100,11 +81,7 @@ def replay_command(
             "--state posted only makes sense with --verify (posted records are never re-posted)"
         )
     db = _db()
-
-    def enqueue(record_id: int, step: str) -> Any:
-        from tasks.pipeline import enqueue as send
-
-        return send(record_id, step)
+    from tasks.pipeline import enqueue
 
     report = operations_replay.replay(
         db,
@@ -124,9 +101,8 @@ def replay_command(
         click.echo(json.dumps(report.as_dict(), indent=2))
     else:
         for o in report.outcomes:
-            click.echo(f"{o.record_id:>8}  {o.action:8} {o.detail}")
-        counts = ", ".join(f"{n} {a}" for a, n in report.as_dict()["counts"].items()) or "nothing"
-        click.echo(f"replay: {counts}")
+            click.echo(o.line())
+        click.echo(f"replay: {report.counts_text() or 'nothing'}")
     if report.count("error"):
         sys.exit(1)
 
