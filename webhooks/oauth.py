@@ -17,7 +17,6 @@ here carries the ``/ops`` security headers.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from typing import Any
 
 from flask import Blueprint, current_app, g, redirect, render_template_string, request
@@ -29,6 +28,7 @@ from connector.db import Database
 from connector.errors import ApiError, ConnectorError, UntrustedHostError, WebhookError
 from connector.zoho import auth as zoho_auth
 from webhooks.ops import operator_check, security_headers
+from webhooks.senders import sender
 
 log = logging.getLogger(__name__)
 
@@ -116,11 +116,7 @@ def _enqueue(resumed: list[tuple[int, str]]) -> None:
     """Put resumed records back on the queues; the sweeper re-drives any this misses."""
     if not resumed:
         return
-    enqueue: Callable[[int, str], Any] | None = current_app.config.get("ENQUEUE_RECORD")
-    if enqueue is None:
-        from tasks.pipeline import enqueue as pipeline_enqueue
-
-        enqueue = pipeline_enqueue
+    enqueue = sender("ENQUEUE_RECORD")
     for record_id, step in resumed:
         try:
             enqueue(record_id, step)

@@ -7,7 +7,8 @@ timestamp under a key derived from ``CONNECTOR_SECRET_KEY``, valid 12 hours, so 
 store is needed.
 
 Replay buttons call ``connector.operations_replay`` (the same functions as ``connector replay``) with
-``tasks.pipeline.enqueue``, or the ``OPS_ENQUEUE`` callable from the app config (tests).
+``tasks.pipeline.enqueue``, or the ``OPS_ENQUEUE`` callable from the app config (tests; see
+``webhooks.senders``).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from connector.config import Settings
 from connector.db import Database
 from connector.errors import ConnectorError
 from flows import FLOWS
+from webhooks.senders import sender
 
 bp = Blueprint("ops", __name__, url_prefix="/ops", template_folder="templates")
 
@@ -40,15 +42,6 @@ def _settings() -> Settings:
 
 def _db() -> Database:
     return current_app.config["CONNECTOR_DB"]  # type: ignore[no-any-return]
-
-
-def _enqueue() -> Any:
-    fn = current_app.config.get("OPS_ENQUEUE")
-    if fn is None:
-        from tasks.pipeline import enqueue
-
-        fn = enqueue
-    return fn
 
 
 # --------------------------------------------------------------------------- auth + csrf
@@ -198,28 +191,8 @@ def _zoho_quotas(overview: list[dict[str, Any]]) -> list[dict[str, Any]]:
         ]
 
 
-def _enqueue_event() -> Any:
-    fn = current_app.config.get("OPS_ENQUEUE_EVENT")
-    if fn is None:
-        from tasks.intake import enqueue_event
-
-        fn = enqueue_event
-    return fn
-
-
 def _state_columns(counts: dict[str, dict[str, int]]) -> list[str]:
-    order = [
-        "received",
-        "fetched",
-        "mapped",
-        "validated",
-        "posting",
-        "posted",
-        "waiting",
-        "needs_reauth",
-        "failed",
-        "dead",
-    ]
+    order = operations.STATE_ORDER
     present = {s for per in counts.values() for s in per}
     return [s for s in order if s in present] + sorted(present - set(order))
 
@@ -273,36 +246,47 @@ def _back(default: str, message: str) -> Response:
 
 
 def _summary(report: operations_replay.ReplayReport) -> str:
-    counts = report.as_dict()["counts"]
-    parts = [f"{n} {a}" for a, n in counts.items()]
     details = "; ".join(f"#{o.record_id}: {o.detail}" for o in report.outcomes[:5])
-    return f"replay: {', '.join(parts) or 'nothing to do'}" + (f" ({details})" if details else "")
+    return f"replay: {report.counts_text() or 'nothing to do'}" + (
+        f" ({details})" if details else ""
+    )
+
+
+def _csrf_refused() -> tuple[str, int] | None:
+    """The error page every POST answers when its form fails ``check_csrf``; None when it passes."""
+    if check_csrf():
+        return None
+    return render_template(
+        "ops/error.html",
+        message="The form expired or did not come from this page (CSRF check failed). "
+        "Reload the page and try again.",
+        user=g.ops_user,
+    ), 400
+
+
+def _form_ids(field: str) -> list[int]:
+    return [int(v) for v in request.form.getlist(field) if v.strip().isdigit()]
 
 
 @bp.post("/replay")
 def replay() -> Any:
-    if not check_csrf():
-        return render_template(
-            "ops/error.html",
-            message="The form expired or did not come from this page (CSRF check failed). "
-            "Reload the page and try again.",
-            user=g.ops_user,
-        ), 400
+    if (refused := _csrf_refused()) is not None:
+        return refused
     who = f"ops:{g.ops_user}"
     try:
         if request.form.get("group"):
             report = operations_problems.replay_group(
-                _db(), request.form["group"], requested_by=who, enqueue=_enqueue()
+                _db(), request.form["group"], requested_by=who, enqueue=sender("OPS_ENQUEUE")
             )
         else:
-            ids = [int(v) for v in request.form.getlist("record_id") if v.strip().isdigit()]
+            ids = _form_ids("record_id")
             if not ids:
                 return _back(url_for("ops.index"), "nothing selected")
             report = operations_replay.replay(
                 _db(),
                 ids,
                 requested_by=who,
-                enqueue=_enqueue(),
+                enqueue=sender("OPS_ENQUEUE"),
                 verify=request.form.get("verify") == "1",
                 registry=FLOWS,
             )
@@ -314,14 +298,9 @@ def replay() -> Any:
 @bp.post("/events/replay")
 def replay_events() -> Any:
     """Replay failed webhook events: back to ``received`` with a fresh attempt count, enqueued."""
-    if not check_csrf():
-        return render_template(
-            "ops/error.html",
-            message="The form expired or did not come from this page (CSRF check failed). "
-            "Reload the page and try again.",
-            user=g.ops_user,
-        ), 400
-    ids = [int(v) for v in request.form.getlist("event_id") if v.strip().isdigit()]
+    if (refused := _csrf_refused()) is not None:
+        return refused
+    ids = _form_ids("event_id")
     every = request.form.get("all") == "1"
     if not ids and not every:
         return _back(url_for("ops.index"), "nothing selected")
@@ -329,7 +308,7 @@ def replay_events() -> Any:
         _db(),
         None if every else ids,
         requested_by=f"ops:{g.ops_user}",
-        enqueue_event=_enqueue_event(),
+        enqueue_event=sender("OPS_ENQUEUE_EVENT"),
     )
     shown = ", ".join(f"#{i}" for i in done[:10])
     return _back(url_for("ops.index"), f"replayed {len(done)} webhook event(s) {shown}".strip())
