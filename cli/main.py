@@ -18,7 +18,7 @@ from typing import Any
 
 import click
 
-from cli.commands.common import friendly_errors, load_settings
+from cli.commands.common import for_connection, friendly_errors, load_settings
 from connector import __version__
 from connector.errors import ConfigurationError, ConnectorError
 from flows import FLOWS
@@ -165,13 +165,9 @@ def selftest(timeout: float) -> None:
 @friendly_errors
 def sync_now(connection: str, flows: tuple[str, ...]) -> None:
     """Run the polling pass of each flow for a connection now and enqueue what it finds."""
-    from connector import connections
-    from connector.db import get_database
     from tasks.pipeline import enqueue_all
 
-    settings = _settings()
-    db = get_database(settings.database_url)
-    connection_id = connections.resolve(db, connection).id
+    settings, db, connection_id = for_connection(connection)
     for flow in flows or tuple(FLOWS.polled()):
         result = FLOWS.sync(db, settings, connection_id, flow)
         enqueue_all(result.records)

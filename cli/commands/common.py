@@ -66,5 +66,14 @@ def context() -> tuple[Settings, Database]:
     return settings, get_database(settings.database_url)
 
 
+def for_connection(ident: str) -> tuple[Settings, Database, int]:
+    """``context()`` plus the id of the connection the command names (by id or name), the
+    opening of every per-connection command; an unknown name is a ``ConnectorError``."""
+    from connector import connections
+
+    settings, db = context()
+    return settings, db, connections.resolve(db, ident).id
+
+
 def echo_json(data: Any) -> None:
     click.echo(json.dumps(data, indent=2, default=str))

@@ -125,8 +125,8 @@ def connections_show(connection: str, as_json: bool) -> None:
     """Show one connection: each side's status, region, tenant, token expiry and age."""
     from connector import connections
 
-    _, db = _context()
-    data = connections.show(db, _connection_id(db, connection))
+    _, db, connection_id = common.for_connection(connection)
+    data = connections.show(db, connection_id)
     if as_json:
         _echo_json(data)
         return
@@ -145,8 +145,7 @@ def connections_delete(connection: str, yes: bool) -> None:
     """Delete a connection: revoke what can be revoked, remove its secrets and records."""
     from connector import connections
 
-    settings, db = _context()
-    connection_id = _connection_id(db, connection)
+    settings, db, connection_id = common.for_connection(connection)
     if not yes:
         click.confirm(
             f"Delete connection {connection_id} with its tokens, records and audit trail?",
@@ -197,8 +196,7 @@ def connect_zoho(
     """
     from connector import authorize, connections
 
-    settings, db = _context()
-    connection_id = _connection_id(db, connection)
+    settings, db, connection_id = common.for_connection(connection)
     if not code:
         start = (
             f"{connections.public_base_url(settings)}/oauth/zoho/start?connection={connection_id}"
@@ -252,8 +250,7 @@ def connect_concur(
     """Authorize SAP Concur with the company request token (company bootstrap)."""
     from connector import authorize, connections
 
-    settings, db = _context()
-    connection_id = _connection_id(db, connection)
+    settings, db, connection_id = common.for_connection(connection)
     result = authorize.connect_concur(
         db,
         settings,
@@ -328,8 +325,7 @@ def webhooks_zoho(connection: str, rotate: bool, inspect_last: bool, as_json: bo
     """Print the receiver URL, signing secret and token to paste into a Zoho Books webhook."""
     from connector import connections, webhook_secrets
 
-    settings, db = _context()
-    connection_id = _connection_id(db, connection)
+    settings, db, connection_id = common.for_connection(connection)
     if inspect_last:
         if rotate:
             raise click.UsageError("--inspect-last and --rotate do not go together")
@@ -509,8 +505,7 @@ def mappings_import(connection: str, file: Path) -> None:
     from mappings.rules import register_flow_sections
 
     register_flow_sections()
-    settings, db = _context()
-    connection_id = _connection_id(db, connection)
+    settings, db, connection_id = common.for_connection(connection)
     document = rules.parse_text(file.read_text(encoding="utf-8"))
     client = connections.zoho_client(db, settings, connection_id)
     try:
@@ -529,8 +524,7 @@ def mappings_export(connection: str, as_json: bool) -> None:
     """Print the connection's rules as imported (YAML, or JSON with --json)."""
     from connector import rules
 
-    _, db = _context()
-    connection_id = _connection_id(db, connection)
+    _, db, connection_id = common.for_connection(connection)
     doc = rules.load(db, connection_id)
     if doc is None:
         click.echo(f"connection {connection_id} has no rules yet", err=True)
