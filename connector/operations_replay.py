@@ -149,6 +149,30 @@ def replay(
     return report
 
 
+def replay_dead(
+    db: Database,
+    ids: Sequence[int] | None,
+    *,
+    flow: str | None = None,
+    connection: str | int | None = None,
+    requested_by: str,
+    enqueue: Enqueue,
+) -> ReplayReport:
+    """``celery -A tasks dead retry``: the given records, or every dead one (``ids`` None),
+    narrowed by flow and connection. Only ``dead`` records move; a named record in any other
+    state is reported and left alone."""
+    return replay(
+        db,
+        list(ids) if ids else None,
+        state=None if ids else S.DEAD.value,
+        flow=flow,
+        connection=connection,
+        requested_by=requested_by,
+        enqueue=enqueue,
+        allowed_states={S.DEAD.value},
+    )
+
+
 def _resume_one(
     session: Session, record: SyncRecord, *, requested_by: str, allowed: set[str], verify: bool
 ) -> ReplayOutcome | None:

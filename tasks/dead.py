@@ -146,15 +146,8 @@ def dead_retry(
     if bool(ids) == all_:
         raise click.UsageError("give record ids or --all (not both)")
     try:
-        report = operations_replay.replay(
-            _db(),
-            list(ids) or None,
-            state=None if ids else "dead",
-            flow=flow,
-            connection=connection,
-            requested_by=_who(),
-            enqueue=enqueue,
-            allowed_states={"dead"},
+        report = operations_replay.replay_dead(
+            _db(), ids, flow=flow, connection=connection, requested_by=_who(), enqueue=enqueue
         )
     except ConnectorError as exc:
         raise _fail(exc) from exc
