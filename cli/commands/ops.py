@@ -172,10 +172,9 @@ def records_list(
 def records_show(record_id: int, as_json: bool) -> None:
     """One record: state, last error and fix hint, target, payloads and its audit trail."""
     from connector import operations_records
-    from connector.config import get_settings
 
-    db = _db()
-    info = operations_records.show_record(db, record_id, sandbox_url=get_settings().sandbox_url)
+    settings, db = common.context()
+    info = operations_records.show_record(db, record_id, sandbox_url=settings.sandbox_url)
     if as_json:
         click.echo(json.dumps(info, indent=2, default=str))
         return
