@@ -11,25 +11,51 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
+from connector import audit
 from connector.models import SyncRecord
 
 if TYPE_CHECKING:
+    from connector.concur.client import ConcurClient
     from connector.config import Settings
     from connector.db import Database
+    from connector.zoho.client import ZohoBooksClient
 
 
 @dataclass(frozen=True)
 class StepContext:
     """What a step runs with: the database and settings of this process, and who runs it.
 
-    Handlers build their vendor clients from it (``connections.zoho_client(ctx.db, ctx.settings,
-    record.connection_id, on_response=audit.recorder(ctx.db, record_id=record.id, ...))``).
+    Handlers get their vendor clients from it (``ctx.zoho(record, "fetch")``), already audited:
+    every call the step makes is an ``audit_events`` row on the record, with its step and task,
+    and no flow wires that observer by hand (issue #16).
     """
 
     db: Database
     settings: Settings
     owner: str
     task_id: str | None = None
+
+    def zoho(self, record: SyncRecord, step: str) -> ZohoBooksClient:
+        """The record's connection's Zoho client, its calls audited on ``record`` as ``step``."""
+        return audit.audited_zoho(
+            self.db,
+            self.settings,
+            record.connection_id,
+            record_id=record.id,
+            step=step,
+            task_id=self.task_id,
+        )
+
+    def concur(self, record: SyncRecord, step: str) -> ConcurClient:
+        """The record's connection's Concur client, its calls audited on ``record`` as ``step``."""
+        return audit.audited_concur(
+            self.db,
+            self.settings,
+            record.connection_id,
+            record_id=record.id,
+            step=step,
+            task_id=self.task_id,
+        )
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from connector import connections
+from connector import audit
 from connector.config import Settings
 from connector.db import Database
 from connector.errors import ParkError, ValidationFailed
@@ -98,30 +98,24 @@ class Source:
 
     def zoho(self) -> Any:
         if self._zoho is None:
-            from connector import audit
-
-            observer = (
-                None
-                if self.dry
-                else audit.recorder(self.db, connection_id=self.connection_id, step="backfill")
-            )
-            self._zoho = connections.zoho_client(
-                self.db, self.settings, self.connection_id, on_response=observer
+            self._zoho = audit.audited_zoho(
+                self.db,
+                self.settings,
+                self.connection_id,
+                step="backfill",
+                record_calls=not self.dry,
             )
             watch_quota(self._zoho, self.quota)
         return self._zoho
 
     def concur(self) -> Any:
         if self._concur is None:
-            from connector import audit
-
-            observer = (
-                None
-                if self.dry
-                else audit.recorder(self.db, connection_id=self.connection_id, step="backfill")
-            )
-            self._concur = connections.concur_client(
-                self.db, self.settings, self.connection_id, on_response=observer
+            self._concur = audit.audited_concur(
+                self.db,
+                self.settings,
+                self.connection_id,
+                step="backfill",
+                record_calls=not self.dry,
             )
         return self._concur
 

@@ -40,7 +40,7 @@ from typing import Any
 
 from sqlalchemy import select
 
-from connector import audit, connections, ledger, rules
+from connector import ledger, rules
 from connector.concur.expense import ExpenseReports
 from connector.db import Database
 from connector.errors import (
@@ -172,17 +172,7 @@ class ExpensesFlow:
     # ------------------------------------------------------------------ clients
 
     def _concur(self, ctx: StepContext, record: SyncRecord, step: str) -> ExpenseReports:
-        observer = audit.recorder(ctx.db, record_id=record.id, step=step, task_id=ctx.task_id)
-        client = connections.concur_client(
-            ctx.db, ctx.settings, record.connection_id, on_response=observer
-        )
-        return ExpenseReports(client)
-
-    def _zoho(self, ctx: StepContext, record: SyncRecord, step: str) -> ZohoBooksClient:
-        observer = audit.recorder(ctx.db, record_id=record.id, step=step, task_id=ctx.task_id)
-        return connections.zoho_client(
-            ctx.db, ctx.settings, record.connection_id, on_response=observer
-        )
+        return ExpenseReports(ctx.concur(record, step))
 
     # ------------------------------------------------------------------ steps
 
@@ -215,7 +205,7 @@ class ExpensesFlow:
     def map(self, ctx: StepContext, record: SyncRecord) -> dict[str, Any]:
         report = _report(record)
         rules_ = load_rules(ctx.db, record.connection_id)
-        zoho = self._zoho(ctx, record, "map")
+        zoho = ctx.zoho(record, "map")
         try:
             return self._map(ctx, record, zoho, report, rules_, reload=False)
         except ParkError as exc:
@@ -279,7 +269,7 @@ class ExpensesFlow:
                 f"a newer version of report {record.source_id} is recorded "
                 f"({newer[0].source_version}); this one is not posted"
             )
-        zoho = self._zoho(ctx, record, "validate")
+        zoho = ctx.zoho(record, "validate")
         problems = body_problems(body, lookups(zoho))
         if problems:
             problems = body_problems(body, lookups(zoho, reload=True))
@@ -290,7 +280,7 @@ class ExpensesFlow:
     def find_existing(self, ctx: StepContext, record: SyncRecord) -> str | None:
         """A journal with our reference that no other version of the report owns, and whose
         total is ours (a manual journal that happens to carry the report id is not adopted)."""
-        zoho = self._zoho(ctx, record, "post")
+        zoho = ctx.zoho(record, "post")
         owned = {s.target_id for s in _siblings(ctx.db, record) if s.target_id}
         body = (record.mapped_payload or {}).get("journal") or {}
         total = sum(
@@ -316,7 +306,7 @@ class ExpensesFlow:
         return None
 
     def post(self, ctx: StepContext, record: SyncRecord) -> str:
-        zoho = self._zoho(ctx, record, "post")
+        zoho = ctx.zoho(record, "post")
         journal = Journals(zoho).create((record.mapped_payload or {})["journal"])
         jid = str(journal.get("journal_id") or "")
         if not jid:

@@ -32,8 +32,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from connector import audit
-from connector.connections import zoho_client
 from connector.errors import RetryableError, ValidationFailed
 from connector.models import SyncRecord
 from connector.registry import Flow, IntakeHook
@@ -69,14 +67,7 @@ class PayablesFlow:
 
     def fetch(self, ctx: StepContext, record: SyncRecord) -> dict[str, Any]:
         kind, document_id = split_source_id(record.source_id)
-        client = zoho_client(
-            ctx.db,
-            ctx.settings,
-            record.connection_id,
-            on_response=audit.recorder(
-                ctx.db, record_id=record.id, step="fetch", task_id=ctx.task_id
-            ),
-        )
+        client = ctx.zoho(record, "fetch")
         try:
             obj = documents(client, kind).get(document_id)
         finally:

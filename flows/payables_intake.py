@@ -14,7 +14,6 @@ from sqlalchemy.orm import Session
 
 from connector import audit, intake, ledger, sync
 from connector.config import Settings
-from connector.connections import zoho_client
 from connector.db import Database
 from connector.errors import ReauthRequired
 from connector.models import Connection, Step, SyncRecord, WebhookEvent
@@ -124,12 +123,7 @@ def poll(db: Database, settings: Settings, connection_id: int) -> sync.PassResul
     result = sync.PassResult()
     counts: dict[str, tuple[int, int]] = {}
     try:
-        client = zoho_client(
-            db,
-            settings,
-            connection_id,
-            on_response=audit.recorder(db, connection_id=connection_id, step="poll"),
-        )
+        client = audit.audited_zoho(db, settings, connection_id, step="poll")
     except ReauthRequired as exc:  # never connected, or the credential died: nothing to poll
         return sync.PassResult(summary=f"skipped: {exc}")
     try:

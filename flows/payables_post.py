@@ -13,9 +13,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from connector import audit
 from connector.concur.payment_requests import EDITABLE_APPROVAL_STATUSES, payment_requests
-from connector.connections import concur_client
 from connector.errors import FatalError, ParkError, ValidationFailed
 from connector.models import RecordState, SyncRecord
 from connector.steps import PostResult, StepContext
@@ -146,12 +144,7 @@ def _raise_for(gate: _Gate, record: SyncRecord) -> None:
 
 
 def _concur(ctx: StepContext, record: SyncRecord) -> Any:
-    return concur_client(
-        ctx.db,
-        ctx.settings,
-        record.connection_id,
-        on_response=audit.recorder(ctx.db, record_id=record.id, step="post", task_id=ctx.task_id),
-    )
+    return ctx.concur(record, "post")
 
 
 def _gate(ctx: StepContext, record: SyncRecord) -> _Gate:

@@ -16,8 +16,6 @@ from typing import Any
 
 from sqlalchemy import select
 
-from connector import audit
-from connector.connections import concur_client
 from connector.db import Database
 from connector.errors import ParkError
 from connector.models import SyncRecord, VendorLink
@@ -137,16 +135,7 @@ def vendor_for(
 
     def concur() -> Any:
         if not clients:
-            clients.append(
-                concur_client(
-                    ctx.db,
-                    ctx.settings,
-                    record.connection_id,
-                    on_response=audit.recorder(
-                        ctx.db, record_id=record.id, step="map", task_id=ctx.task_id
-                    ),
-                )
-            )
+            clients.append(ctx.concur(record, "map"))
         return clients[0]
 
     try:

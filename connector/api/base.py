@@ -323,23 +323,41 @@ class ApiClient:
         correlation_id = extra.pop(self.correlation_header, None) or current_correlation_id()
         send: dict[str, Any] = {"params": params, "json": json, "data": data, "files": files}
 
-        response, error = self._attempt(method, url, safe_path, correlation_id, extra, send, 1)
-        if isinstance(error, TokenExpiredError):
-            if self.auth is not None and self.auth.on_unauthorized():
-                response, error = self._attempt(
-                    method, url, safe_path, correlation_id, extra, send, 2
-                )
-                if isinstance(error, TokenExpiredError):
-                    error = self._refused_after_refresh(error)
-            else:
-                error = _convert(error, ReauthRequired, "credential rejected and cannot refresh")
-        if error is not None:
-            raise error
+        try:
+            response, error = self._attempt(method, url, safe_path, correlation_id, extra, send, 1)
+            if isinstance(error, TokenExpiredError):
+                if self.auth is not None and self.auth.on_unauthorized():
+                    response, error = self._attempt(
+                        method, url, safe_path, correlation_id, extra, send, 2
+                    )
+                    if isinstance(error, TokenExpiredError):
+                        error = self._refused_after_refresh(error)
+                else:
+                    error = _convert(
+                        error, ReauthRequired, "credential rejected and cannot refresh"
+                    )
+            if error is not None:
+                raise error
+        except ReauthRequired as exc:
+            self._record_dead(exc)
+            raise
         if not expect_json:
             return response
         return self._parse(response, method, safe_path, correlation_id)
 
     # ------------------------------------------------------------------ internals
+
+    def _record_dead(self, exc: ReauthRequired) -> None:
+        """Tell the credential (``RefreshingAuth.credential_dead``) that the vendor refused it.
+
+        The one place for both vendors. A refusal the token manager already recorded (the
+        credential was needs_reauth, or its refresh was refused) is not news; recording it again
+        could condemn a credential re-authorized in the meantime.
+        """
+        dead = getattr(self.auth, "credential_dead", None)
+        if callable(dead) and not exc.recorded:
+            dead(str(exc))
+            exc.recorded = True
 
     def _url(self, path: str) -> tuple[str, str]:
         """Return the full URL and the path we may log (relative to the base, no query)."""

@@ -12,7 +12,7 @@ import logging
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
-from connector import audit, connections, ledger
+from connector import audit, ledger
 from connector.concur import vendors as concur_vendors
 from connector.config import Settings
 from connector.db import Database, utcnow
@@ -97,10 +97,9 @@ def resolve_intent(
         if lock is None:
             raise VendorSyncBusy(cid)
         if clients is None:
-            observer = audit.recorder(db, record_id=record.id, connection_id=cid, step=FLOW)
             clients = Clients(
-                connections.zoho_client(db, settings, cid, on_response=observer),
-                connections.concur_client(db, settings, cid, on_response=observer),
+                audit.audited_zoho(db, settings, cid, step=FLOW, record_id=record.id),
+                audit.audited_concur(db, settings, cid, step=FLOW, record_id=record.id),
             )
         if record.source_type == ZOHO_TO_CONCUR:
             return _resolve_in_concur(db, cid, record, rules, clients, create=create)

@@ -14,7 +14,7 @@ from typing import Any
 
 from sqlalchemy import select
 
-from connector import audit, connections, ledger
+from connector import audit, ledger
 from connector import rules as rules_store
 from connector.config import Settings
 from connector.db import Database, utcnow
@@ -46,10 +46,9 @@ class Clients:
 def make_clients(
     db: Database, settings: Settings, connection_id: int, *, record_calls: bool = True
 ) -> Clients:
-    observer = audit.recorder(db, connection_id=connection_id, step=FLOW) if record_calls else None
     return Clients(
-        connections.zoho_client(db, settings, connection_id, on_response=observer),
-        connections.concur_client(db, settings, connection_id, on_response=observer),
+        audit.audited_zoho(db, settings, connection_id, step=FLOW, record_calls=record_calls),
+        audit.audited_concur(db, settings, connection_id, step=FLOW, record_calls=record_calls),
     )
 
 
