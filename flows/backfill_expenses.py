@@ -48,7 +48,6 @@ class ExpensesSource(Source):
         return expenses_intake.ensure_record(session, self.connection_id, item, trigger="backfill")
 
     def dry_run(self, part: int, item: Mapping[str, Any]) -> dict[str, Any]:
-        from connector.concur.expense import ExpenseReports
         from mappings.concur_reports import assemble_report
         from mappings.expenses import journal_date_for, map_report
         from mappings.expenses_validation import validate_journal
@@ -63,7 +62,7 @@ class ExpensesSource(Source):
             "ledger": existing_record(self.db, self.connection_id, self.flow, report_id, version),
         }
         try:
-            api = ExpenseReports(self.concur())  # fetch: header, entries, allocations
+            api = self.concur().expense_reports  # fetch: header, entries, allocations
             header = api.get(report_id)
             entries = [expenses.compact(x) for x in api.entries(report_id)]
             allocations = [expenses.compact(x) for x in api.allocations(report_id)]

@@ -34,10 +34,9 @@ class PayablesSource(Source):
         self._rules: Any = None
 
     def page(self, part: int, position: int) -> Page:
-        from connector.zoho.documents import documents
 
         kind = self.parts[part]
-        docs = documents(self.zoho(), kind)
+        docs = self.zoho().documents(kind)
         return self._zoho_page(
             docs.path, docs.list_key, position,
             last_modified_time=payables_intake.zoho_time(midnight(self.since)),
@@ -50,7 +49,6 @@ class PayablesSource(Source):
         )
 
     def dry_run(self, part: int, item: Mapping[str, Any]) -> dict[str, Any]:
-        from connector.zoho.documents import documents
         from mappings.payables import is_void, map_document
         from mappings.payables_validation import validate_payment_request
         from mappings.zoho_documents import load_zoho_document
@@ -68,7 +66,7 @@ class PayablesSource(Source):
             "ledger": existing_record(self.db, self.connection_id, self.flow, source_id, version),
         }
         try:
-            obj = documents(self.zoho(), kind).get(document_id)  # fetch
+            obj = self.zoho().documents(kind).get(document_id)  # fetch
             doc = load_zoho_document({kind: obj}, kind)  # type: ignore[arg-type]
             if self._rules is None:
                 self._rules = p.load_rules(self.db, self.connection_id)

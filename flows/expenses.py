@@ -52,7 +52,6 @@ from connector.models import RecordState, SyncRecord
 from connector.registry import Flow
 from connector.steps import StepContext
 from connector.zoho.client import ZohoBooksClient
-from connector.zoho.journals import Journals
 from flows.expenses_intake import APPROVED, FLOW, HOOKS, approval_version, poll
 from flows.expenses_lookups import exchange_rate, lookups
 from mappings import rules as flow_rules
@@ -172,7 +171,7 @@ class ExpensesFlow:
     # ------------------------------------------------------------------ clients
 
     def _concur(self, ctx: StepContext, record: SyncRecord, step: str) -> ExpenseReports:
-        return ExpenseReports(ctx.concur(record, step))
+        return ctx.concur(record, step).expense_reports
 
     # ------------------------------------------------------------------ steps
 
@@ -288,7 +287,7 @@ class ExpensesFlow:
              if li.get("debit_or_credit") == "debit"),
             Decimal(0),
         )  # fmt: skip
-        for journal in Journals(zoho).find_by_reference(record.stable_ref or record.source_id):
+        for journal in zoho.journals.find_by_reference(record.stable_ref or record.source_id):
             jid = str(journal.get("journal_id") or "")
             if not jid or jid in owned:
                 continue
@@ -307,7 +306,7 @@ class ExpensesFlow:
 
     def post(self, ctx: StepContext, record: SyncRecord) -> str:
         zoho = ctx.zoho(record, "post")
-        journal = Journals(zoho).create((record.mapped_payload or {})["journal"])
+        journal = zoho.journals.create((record.mapped_payload or {})["journal"])
         jid = str(journal.get("journal_id") or "")
         if not jid:
             raise ValidationFailed("Zoho answered POST /journals without a journal_id")

@@ -13,7 +13,6 @@ from collections.abc import Mapping
 from typing import Any
 
 from connector import connections, intake, ledger, rules, sync
-from connector.concur.expense import ExpenseReports
 from connector.config import Settings
 from connector.db import Database
 from connector.errors import (
@@ -145,7 +144,7 @@ def prepare_event(
         return {"ignored": NOT_ENABLED}
     try:
         client = connections.concur_client(db, settings, event.connection_id)
-        header = ExpenseReports(client).get(report_id)
+        header = client.expense_reports.get(report_id)
     except NotFoundError:
         return {"ignored": f"report {report_id} is not in Concur any more"}
     except (ReauthRequired, TokenExpiredError) as exc:
@@ -233,7 +232,7 @@ def poll(db: Database, settings: Settings, connection_id: int) -> sync.PassResul
     else:
         since = cursor - POLL_OVERLAP
     client = connections.concur_client(db, settings, connection_id)
-    items = list(ExpenseReports(client).iter_approved(modified_after=v3_time(since)))
+    items = list(client.expense_reports.iter_approved(modified_after=v3_time(since)))
     records: list[tuple[int, Step]] = []
     newest = cursor
     with db.session() as session:

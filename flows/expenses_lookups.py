@@ -15,7 +15,6 @@ from typing import Any
 
 from connector.zoho.catalog import ZohoCatalog
 from connector.zoho.client import ZohoBooksClient
-from connector.zoho.journals import ExchangeRates
 from mappings.expenses_lookups import ZohoLookups
 
 #: Zoho lists (chart of accounts, tags, currencies) are re-read after this long at the latest.
@@ -74,7 +73,7 @@ def exchange_rate(
         cached = _rates.get(key)
     if cached is not None and time.monotonic() - cached[0] < RATE_MAX_AGE:
         return cached[1]
-    found = ExchangeRates(client).on_or_before(currency.currency_id, day.isoformat())
+    found = client.exchange_rates.on_or_before(currency.currency_id, day.isoformat())
     info: dict[str, Any] | None
     if found is not None:
         info = {

@@ -36,7 +36,6 @@ from connector.errors import RetryableError, ValidationFailed
 from connector.models import SyncRecord
 from connector.registry import Flow, IntakeHook
 from connector.steps import PostResult, StepContext
-from connector.zoho.documents import documents
 from flows import payables_intake, payables_post, payables_vendors
 from flows.payables_documents import (
     FLOW,
@@ -69,7 +68,7 @@ class PayablesFlow:
         kind, document_id = split_source_id(record.source_id)
         client = ctx.zoho(record, "fetch")
         try:
-            obj = documents(client, kind).get(document_id)
+            obj = client.documents(kind).get(document_id)
         finally:
             client.close()
         if not obj:

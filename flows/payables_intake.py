@@ -17,7 +17,6 @@ from connector.config import Settings
 from connector.db import Database
 from connector.errors import ReauthRequired
 from connector.models import Connection, Step, SyncRecord, WebhookEvent
-from connector.zoho.documents import documents
 from flows.payables_documents import (
     FLOW,
     SOURCE_SYSTEM,
@@ -129,7 +128,7 @@ def poll(db: Database, settings: Settings, connection_id: int) -> sync.PassResul
     try:
         for kind in kinds:
             seen = created = 0
-            items = documents(client, kind).iter_all(
+            items = client.documents(kind).iter_all(
                 last_modified_time=zoho_time(start - POLL_OVERLAP)
             )
             for batch in _batches(items, 200):

@@ -13,7 +13,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from connector.concur.payment_requests import EDITABLE_APPROVAL_STATUSES, payment_requests
+from connector.concur.payment_requests import EDITABLE_APPROVAL_STATUSES
 from connector.errors import FatalError, ParkError, ValidationFailed
 from connector.models import RecordState, SyncRecord
 from connector.steps import PostResult, StepContext
@@ -126,7 +126,7 @@ def post(ctx: StepContext, record: SyncRecord) -> str | PostResult:
             return _edit(ctx, record, body, _Gate("existing", target_id=found))
     client = _concur(ctx, record)
     try:
-        created = payment_requests(client).create(body)
+        created = client.payment_requests.create(body)
     finally:
         client.close()
     return PostResult(
@@ -200,7 +200,7 @@ def _digests(ctx: StepContext, record: SyncRecord, body: Mapping[str, Any]) -> l
         return []
     client = _concur(ctx, record)
     try:
-        return payment_requests(client).by_invoice_number(number)
+        return client.payment_requests.by_invoice_number(number)
     finally:
         client.close()
 
@@ -226,7 +226,7 @@ def _edit(ctx: StepContext, record: SyncRecord, body: dict[str, Any], gate: _Gat
         )
     client = _concur(ctx, record)
     try:
-        resource = payment_requests(client)
+        resource = client.payment_requests
         current = resource.get(target)
         status = str(current.get("ApprovalStatus") or "")
         deleted = str(current.get("IsPaymentRequestDeleted", "")).lower() == "true"

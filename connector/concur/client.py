@@ -5,6 +5,8 @@ from __future__ import annotations
 from connector.api.vendor import VendorClient
 from connector.concur import resources
 from connector.concur.errors import CORRELATION_HEADER, translate
+from connector.concur.expense import ExpenseReports
+from connector.concur.payment_requests import PaymentRequests
 
 SYSTEM = "concur"
 
@@ -28,3 +30,5 @@ class ConcurClient(VendorClient):
         self.company_id = tenant_id
         self.vendors = resources.Vendors(self)
         self.subscriptions = resources.Subscriptions(self)
+        self.payment_requests = PaymentRequests(self)
+        self.expense_reports = ExpenseReports(self)

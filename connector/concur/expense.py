@@ -9,11 +9,13 @@ allocations refuse more with a 400).
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from connector.api.base import segment
 from connector.api.pagination import iter_next_url
-from connector.concur.client import ConcurClient
+
+if TYPE_CHECKING:
+    from connector.concur.client import ConcurClient
 
 REPORTS_PATH = "/api/v3.0/expense/reports"
 ENTRIES_PATH = "/api/v3.0/expense/entries"

@@ -18,7 +18,7 @@ from connector.concur.resources import Resource
 from connector.errors import RetryableError
 
 if TYPE_CHECKING:
-    from connector.concur.client import ConcurClient
+    pass
 
 PAYMENT_REQUEST_PATH = "/api/v3.0/invoice/paymentrequest"
 DIGESTS_PATH = "/api/v3.0/invoice/paymentrequestdigests"
@@ -70,8 +70,3 @@ def _created_id(answer: Any, method: str) -> str:
             ambiguous=True,
         )
     return str(ident)
-
-
-def payment_requests(client: ConcurClient) -> PaymentRequests:
-    """``payment_requests(client).create(body)``."""
-    return PaymentRequests(client)

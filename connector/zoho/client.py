@@ -8,7 +8,9 @@ from typing import Any
 from connector.api.vendor import VendorClient
 from connector.errors import ConfigurationError
 from connector.zoho import resources
+from connector.zoho.documents import Documents
 from connector.zoho.errors import translate
+from connector.zoho.journals import ExchangeRates, Journals
 
 SYSTEM = "zoho"
 API_PATH = "/books/v3"
@@ -19,7 +21,8 @@ class ZohoBooksClient(VendorClient):
 
     Every call carries ``organization_id`` (Zoho requires it everywhere but ``/organizations``)
     and ``Authorization: Zoho-oauthtoken …`` from the auth provider. Resources hang off the
-    client: ``client.accounts.iter_all()``, ``client.contacts.get(id)``.
+    client (one way to reach a vendor resource, issue #16): ``client.accounts.iter_all()``,
+    ``client.contacts.get(id)``, ``client.bills.get(id)``, ``client.journals.create(body)``.
 
     Constructed as ``ZohoBooksClient(api_domain, organization_id, auth=..., ...)``
     (``connector.api.vendor.VendorClient``): ``api_domain`` is the token response's (already
@@ -38,6 +41,14 @@ class ZohoBooksClient(VendorClient):
         self.reporting_tags = resources.ReportingTags(self)
         self.currencies = resources.Currencies(self)
         self.contacts = resources.Contacts(self)
+        self.bills = Documents(self, "bill")
+        self.invoices = Documents(self, "invoice")
+        self.journals = Journals(self)
+        self.exchange_rates = ExchangeRates(self)
+
+    def documents(self, kind: str) -> Documents:
+        """``client.documents("bill")`` is ``client.bills``: the payables flow reads by kind."""
+        return {"bill": self.bills, "invoice": self.invoices}[kind]
 
     def request(  # type: ignore[override]
         self,

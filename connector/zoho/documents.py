@@ -50,8 +50,3 @@ class Documents(Resource):
     def iter_all(self, **filters: Any) -> Iterator[dict[str, Any]]:
         """Every list item matching ``filters``, page by page (``page_context.has_more_page``)."""
         return self._iter(self.path, self.list_key, filters)
-
-
-def documents(client: ZohoBooksClient, kind: str) -> Documents:
-    """``documents(client, "bill").get(bill_id)``."""
-    return Documents(client, kind)

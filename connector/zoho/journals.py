@@ -8,11 +8,13 @@ is the one field we control that its list filters on exactly.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from connector.api.base import segment
 from connector.api.pagination import iter_pages_by_number
-from connector.zoho.client import ZohoBooksClient
+
+if TYPE_CHECKING:
+    from connector.zoho.client import ZohoBooksClient
 
 PER_PAGE = 200
 

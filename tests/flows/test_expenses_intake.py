@@ -12,7 +12,6 @@ from expenses_support import RULES, import_rules
 from sqlalchemy import func, select
 
 from connector import inbox, sync
-from connector.concur.expense import ExpenseReports
 from connector.connections import concur_client
 from connector.db import Database
 from connector.models import Step, SyncCursor, SyncRecord, WebhookEvent
@@ -26,7 +25,7 @@ def env(db: Database, sandbox_settings: Any, connected: int) -> dict[str, Any]:
         "db": db,
         "settings": sandbox_settings,
         "cid": connected,
-        "concur": ExpenseReports(concur_client(db, sandbox_settings, connected)),
+        "concur": concur_client(db, sandbox_settings, connected).expense_reports,
     }
 
 

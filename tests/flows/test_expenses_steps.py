@@ -23,7 +23,6 @@ from expenses_support import (
 from sqlalchemy import select
 
 from connector import connections, sync
-from connector.concur.expense import ExpenseReports
 from connector.db import Database
 from connector.models import AuditEvent, SyncRecord
 from connector.zoho import catalog
@@ -48,7 +47,7 @@ def env(db: Database, sandbox_settings: Any, connected: int) -> dict[str, Any]:
         "settings": settings,
         "cid": connected,
         "zoho": connections.zoho_client(db, settings, connected),
-        "concur": ExpenseReports(connections.concur_client(db, settings, connected)),
+        "concur": connections.concur_client(db, settings, connected).expense_reports,
     }
 
 

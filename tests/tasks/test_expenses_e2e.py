@@ -284,7 +284,7 @@ def check_all(stack: dict[str, Any], posted: dict[str, SyncRecord]) -> None:
 
     db, settings, cid = stack["db"], stack["settings"], stack["cid"]
     org = stack["sandbox"].state.zoho.orgs[zoho_seed.MAIN_ORG_ID]
-    concur = ExpenseReports(connections.concur_client(db, settings, cid))
+    concur = connections.concur_client(db, settings, cid).expense_reports
     precision = {c["currency_code"]: int(c["price_precision"]) for c in org.currencies.values()}
     validator = journal_validator()
     currencies, splits = set(), set()

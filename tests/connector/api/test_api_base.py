@@ -570,7 +570,7 @@ def test_a_redirect_is_an_error_and_is_never_followed(status: int) -> None:
 @responses.activate
 def test_payload_ids_are_escaped_as_one_path_segment(raw: str, escaped: str) -> None:
     from connector.concur.client import ConcurClient
-    from connector.concur.expense import REPORTS_PATH, ExpenseReports
+    from connector.concur.expense import REPORTS_PATH
     from connector.zoho.client import ZohoBooksClient
 
     zoho_url = f"https://www.zohoapis.com/books/v3/contacts/{escaped}"
@@ -582,7 +582,7 @@ def test_payload_ids_are_escaped_as_one_path_segment(raw: str, escaped: str) -> 
     concur_url = f"https://us2.api.concursolutions.com{REPORTS_PATH}/{escaped}"
     responses.get(concur_url, json={"ID": raw})
     concur = ConcurClient("https://us2.api.concursolutions.com", "co", auth=FakeAuth())
-    assert ExpenseReports(concur).get(raw)["ID"] == raw
+    assert concur.expense_reports.get(raw)["ID"] == raw
     assert responses.calls[-1].request.url == concur_url
 
 
