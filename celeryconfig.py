@@ -9,7 +9,7 @@ Every choice here is about not losing or doubling work (celery-reliability §0):
 - ``visibility_timeout``: deliberately larger than the longest task run plus the longest
   countdown we ever schedule (back-off caps at 300 s); longer waits live in the database.
 - Per-queue ``rate_limit`` annotations are per-worker ceilings only. The per-tenant limit that
-  the vendors enforce is the shared Redis limiter (``connector.ratelimit``; docs/rate-limits.md).
+  the vendors enforce is the shared Redis limiter (``connector.limits.ratelimit``; docs/rate-limits.md).
 """
 
 from __future__ import annotations

@@ -39,7 +39,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from connector import inbox, operations_problems
+from connector import inbox
 from connector.api.redaction import redact
 from connector.config import Settings
 from connector.db import Database, utcnow
@@ -51,6 +51,7 @@ from connector.models import (
     SyncRecord,
     WebhookEvent,
 )
+from connector.operations import problems as operations_problems
 
 log = logging.getLogger(__name__)
 

@@ -276,7 +276,7 @@ class Settings:
             "ZOHO_RATE_LIMIT": get("ZOHO_RATE_LIMIT") or "100/60s",
             "CONCUR_RATE_LIMIT": get("CONCUR_RATE_LIMIT") or "600/60s",
         }
-        from connector.ratelimit import parse_concur_limits, parse_limit
+        from connector.limits.ratelimit import parse_concur_limits, parse_limit
 
         for name, value in rate_settings.items():
             try:

@@ -27,10 +27,18 @@ from connector.api.redaction import register_secret
 from connector.api.throttle import LimiterThrottle, ZohoThrottle
 from connector.concur import auth as concur_auth
 from connector.concur.client import ConcurClient
-from connector.concurrency import Semaphore, make_semaphore, zoho_slots_key
 from connector.config import Settings
 from connector.db import Database, utcnow
 from connector.errors import ConnectorError, ReauthRequired, UnknownConnection
+from connector.limits.concurrency import Semaphore, make_semaphore, zoho_slots_key
+from connector.limits.quota import QuotaStore, make_quota_store
+from connector.limits.ratelimit import (
+    Limiter,
+    RateLimitPolicy,
+    make_limiter,
+    parse_concur_limits,
+    parse_limit,
+)
 from connector.models import (
     Connection,
     ConnectionStatus,
@@ -38,14 +46,6 @@ from connector.models import (
     CredentialStatus,
     RecordState,
     SyncRecord,
-)
-from connector.quota import QuotaStore, make_quota_store
-from connector.ratelimit import (
-    Limiter,
-    RateLimitPolicy,
-    make_limiter,
-    parse_concur_limits,
-    parse_limit,
 )
 from connector.vault import Vault
 from connector.zoho import auth as zoho_auth
@@ -406,7 +406,7 @@ def _quota_store(redis_url: str | None, sqlite_path: str) -> QuotaStore:
 
 
 def quota_store(settings: Settings) -> QuotaStore:
-    """Each Zoho organization's daily quota as its last response said (``connector.quota``)."""
+    """Each Zoho organization's daily quota as its last response said (``connector.limits.quota``)."""
     limiter(settings)
     return _quota_store(settings.redis_url, str(settings.limiter_sqlite_path))
 

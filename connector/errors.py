@@ -114,7 +114,7 @@ class RateLimitedError(RetryableError):
     """Raised on a 429 or an empty shared bucket; ``retry_after`` is the wait in seconds.
 
     ``local`` is True when our own shared limiter refused the call before anything was sent
-    (``connector.ratelimit.acquire_or_raise``). That is pacing, not a failure: the pipeline does
+    (``connector.limits.ratelimit.acquire_or_raise``). That is pacing, not a failure: the pipeline does
     not count it against the record's transient attempts, so a long backlog drained at the
     tenant's rate never goes ``dead`` for having waited its turn.
     """

@@ -35,10 +35,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from connector import connections
-from connector import quota as quota_mod
 from connector.config import Settings
 from connector.db import Database
 from connector.errors import ConfigurationError, ConnectorError
+from connector.limits import quota as quota_mod
 from connector.models import RecordState, Step
 from flows.backfill_budget import COSTS, MAX_PAGE, Progress, Quota, check_pace
 from flows.backfill_cursor import Cursor, load_cursor, reset_cursor, save_cursor_in

@@ -19,11 +19,11 @@ from typing import Any, TextIO
 from sqlalchemy import select
 
 from connector import connections
-from connector import quota as quota_mod
 from connector.config import Settings
 from connector.db import Database
+from connector.limits import quota as quota_mod
+from connector.limits.ratelimit import Limit, parse_limit
 from connector.models import RecordState, SyncRecord
-from connector.ratelimit import Limit, parse_limit
 
 #: Zoho's and Concur's largest list pages (Zoho ``per_page`` <= 200; Concur v3 reports <= 100).
 MAX_PAGE = {"zoho": 200, "concur": 100}
@@ -91,7 +91,7 @@ class Budget:
     """What limits the pipeline's pace for one connection and flow.
 
     ``reserve`` is the share of Zoho's daily quota a backfill leaves to live traffic
-    (``ZOHO_DAILY_RESERVE``, :mod:`connector.quota`)."""
+    (``ZOHO_DAILY_RESERVE``, :mod:`connector.limits.quota`)."""
 
     zoho: Limit
     concur: Limit

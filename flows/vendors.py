@@ -20,10 +20,11 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from connector import intake, ledger, quota, sync
+from connector import intake, ledger, sync
 from connector.config import Settings
 from connector.db import Database
 from connector.errors import QuotaReserveError, ValidationFailed
+from connector.limits import quota
 from connector.models import Step, SyncRecord, VendorLink, WebhookEvent
 from connector.registry import Flow, IntakeHook
 from connector.steps import PostResult, StepContext

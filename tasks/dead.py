@@ -13,7 +13,7 @@ are listed beside the dead records (not when ``--flow`` narrows the list: an eve
 yet), and ``retry --event``/``--all-events`` re-drives them (``connector.inbox.replay_failed``).
 - ``celery -A tasks dead purge --older-than DAYS [--flow F] [--connection C] [--dry-run]``
 
-``retry`` is ``connector replay`` limited to dead records; both call ``connector.operations_replay``.
+``retry`` is ``connector replay`` limited to dead records; both call ``connector.operations.replay``.
 """
 
 from __future__ import annotations
@@ -68,7 +68,8 @@ def dead_list(
     as_json: bool,
 ) -> None:
     """List dead records, newest first."""
-    from connector import inbox, operations, operations_records
+    from connector import inbox, operations
+    from connector.operations import records as operations_records
 
     try:
         cutoff = operations.parse_since(since) if since else None
@@ -135,7 +136,7 @@ def dead_retry(
 ) -> None:
     """Restart dead records at the step that failed (a posted record is never re-posted), or
     re-drive failed webhook events (``--event``/``--all-events``)."""
-    from connector import operations_replay
+    from connector.operations import replay as operations_replay
     from tasks.pipeline import enqueue
 
     if event_ids or all_events:
@@ -186,7 +187,7 @@ def dead_purge(
     dry_run: bool,
 ) -> None:
     """Delete dead records older than DAYS; one summary audit row per record stays."""
-    from connector import operations_replay
+    from connector.operations import replay as operations_replay
 
     if days < 0:
         raise click.BadParameter("must be zero or more", param_hint="--older-than")

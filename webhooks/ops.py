@@ -6,7 +6,7 @@ on a web process bound to loopback (``WEB_BIND``) and answers 503 otherwise. Eve
 timestamp under a key derived from ``CONNECTOR_SECRET_KEY``, valid 12 hours, so no session
 store is needed.
 
-Replay buttons call ``connector.operations_replay`` (the same functions as ``connector replay``) with
+Replay buttons call ``connector.operations.replay`` (the same functions as ``connector replay``) with
 ``tasks.pipeline.enqueue``, or the ``OPS_ENQUEUE`` callable from the app config (tests; see
 ``webhooks.senders``).
 """
@@ -23,10 +23,13 @@ from urllib.parse import urlencode
 from flask import Blueprint, Response, current_app, g, redirect, render_template, request, url_for
 from werkzeug.wrappers import Response as BaseResponse
 
-from connector import inbox, operations, operations_problems, operations_records, operations_replay
+from connector import inbox, operations
 from connector.config import Settings
 from connector.db import Database
 from connector.errors import ConnectorError
+from connector.operations import problems as operations_problems
+from connector.operations import records as operations_records
+from connector.operations import replay as operations_replay
 from flows import FLOWS
 from webhooks.senders import sender
 
@@ -175,8 +178,9 @@ def index() -> str:
 
 
 def _zoho_quotas(overview: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Each Zoho organization's remaining daily quota (``connector.quota``), as last read."""
-    from connector import connections, quota
+    """Each Zoho organization's remaining daily quota (``connector.limits.quota``), as last read."""
+    from connector import connections
+    from connector.limits import quota
 
     settings = _settings()
     orgs = [c["zoho_organization_id"] for c in overview if c.get("zoho_organization_id")]

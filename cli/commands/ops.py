@@ -70,7 +70,8 @@ def replay_command(
     to its audit trail. A posted record is never re-posted; with --verify the target is asked
     whether it still has it and the answer (found / missing) is reported and audited.
     """
-    from connector import operations, operations_replay
+    from connector import operations
+    from connector.operations import replay as operations_replay
 
     if not ids and not state:
         raise click.UsageError("give record IDs or --state")
@@ -132,7 +133,8 @@ def records_list(
     as_json: bool,
 ) -> None:
     """Records, most recently changed first."""
-    from connector import operations, operations_records
+    from connector import operations
+    from connector.operations import records as operations_records
 
     rows = operations_records.list_records(
         _db(),
@@ -171,7 +173,7 @@ def records_list(
 @_errors
 def records_show(record_id: int, as_json: bool) -> None:
     """One record: state, last error and fix hint, target, payloads and its audit trail."""
-    from connector import operations_records
+    from connector.operations import records as operations_records
 
     settings, db = common.context()
     info = operations_records.show_record(db, record_id, sandbox_url=settings.sandbox_url)

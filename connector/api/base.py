@@ -59,7 +59,7 @@ class AuthProvider(Protocol):
 
 
 class Throttle(Protocol):
-    """Shared rate-limit bucket consulted before every request (``connector/ratelimit.py``)."""
+    """Shared rate-limit bucket consulted before every request (``connector/limits/ratelimit.py``)."""
 
     def before_request(
         self, method: str, path: str

@@ -1,6 +1,6 @@
 """The ``Throttle`` hooks of ``ApiClient``: the shared limiter, and for Zoho also the
-per-organization concurrency cap and the daily quota (``connector.ratelimit``,
-``connector.concurrency``, ``connector.quota``)."""
+per-organization concurrency cap and the daily quota (``connector.limits.ratelimit``,
+``connector.limits.concurrency``, ``connector.limits.quota``)."""
 
 from __future__ import annotations
 
@@ -9,9 +9,14 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from connector import quota as quota_mod
-from connector.concurrency import DEFAULT_LEASE, DEFAULT_WAIT, Semaphore, acquire_slot_or_raise
-from connector.ratelimit import Limit, Limiter, acquire_or_raise
+from connector.limits import quota as quota_mod
+from connector.limits.concurrency import (
+    DEFAULT_LEASE,
+    DEFAULT_WAIT,
+    Semaphore,
+    acquire_slot_or_raise,
+)
+from connector.limits.ratelimit import Limit, Limiter, acquire_or_raise
 
 log = logging.getLogger(__name__)
 

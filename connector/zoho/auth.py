@@ -39,7 +39,7 @@ from connector.errors import (
     UntrustedHostError,
 )
 from connector.hosts import check_api_host
-from connector.ratelimit import Limit, Limiter
+from connector.limits.ratelimit import Limit, Limiter
 from connector.zoho.errors import translate, translate_oauth
 
 SYSTEM = "zoho"

@@ -22,9 +22,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from connector.api.throttle import ZohoThrottle
-from connector.concurrency import make_semaphore, zoho_slots_key
 from connector.errors import ApiError, RateLimitedError
-from connector.ratelimit import Limit, make_limiter, zoho_key
+from connector.limits.concurrency import make_semaphore, zoho_slots_key
+from connector.limits.ratelimit import Limit, make_limiter, zoho_key
 from connector.zoho.client import ZohoBooksClient
 
 

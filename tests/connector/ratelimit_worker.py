@@ -18,7 +18,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from connector.ratelimit import Limit, make_limiter
+from connector.limits.ratelimit import Limit, make_limiter
 
 
 def main(spec: dict) -> dict:

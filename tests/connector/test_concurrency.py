@@ -1,4 +1,4 @@
-"""The per-organization concurrency cap (``connector.concurrency``) and its place in the Zoho call
+"""The per-organization concurrency cap (``connector.limits.concurrency``) and its place in the Zoho call
 path: one semantic suite against every backend with controlled time, a killed holder's lease,
 the bounded wait, and the done-when proof: 4 worker processes x 3 threads against one sandbox
 organization whose concurrency limit is 5, with ``ZOHO_MAX_IN_FLIGHT=5``: zero concurrency errors
@@ -24,7 +24,8 @@ import requests
 import responses
 
 from connector.api.throttle import ZohoThrottle
-from connector.concurrency import (
+from connector.errors import RateLimitedError
+from connector.limits.concurrency import (
     MemorySemaphore,
     RedisSemaphore,
     SlotDecision,
@@ -33,8 +34,7 @@ from connector.concurrency import (
     make_semaphore,
     zoho_slots_key,
 )
-from connector.errors import RateLimitedError
-from connector.ratelimit import Limit, MemoryLimiter, zoho_key
+from connector.limits.ratelimit import Limit, MemoryLimiter, zoho_key
 from connector.zoho.client import ZohoBooksClient
 from connector.zoho.errors import translate
 
@@ -175,7 +175,7 @@ def test_make_semaphore_picks_backend(tmp_path: Path) -> None:
 _HOLDER = """
 import sys, time
 sys.path.insert(0, {root!r})
-from connector.concurrency import make_semaphore
+from connector.limits.concurrency import make_semaphore
 sem = make_semaphore({redis!r}, {sqlite!r})
 d = sem.acquire({key!r}, 3, {lease!r})
 print("held" if d.allowed else "refused", flush=True)

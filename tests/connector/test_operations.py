@@ -9,16 +9,12 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from connector import (
-    backoff,
-    ledger,
-    operations,
-    operations_problems,
-    operations_records,
-    operations_replay,
-)
+from connector import backoff, ledger, operations
 from connector.db import utcnow
 from connector.models import AuditEvent, Connection, RecordState, Step, SyncRecord
+from connector.operations import problems as operations_problems
+from connector.operations import records as operations_records
+from connector.operations import replay as operations_replay
 from flows import FLOWS
 
 S = RecordState

@@ -1,4 +1,4 @@
-"""Zoho's daily quota (``connector.quota``): headers stored per organization on every call, the
+"""Zoho's daily quota (``connector.limits.quota``): headers stored per organization on every call, the
 reserve bulk work may not touch, the backfill's pacing and ETA in days, and the done-when: a
 backfill that would exceed the day's quota stops at the reserve, says when it resumes, and live
 webhooks keep posting meanwhile (against the sandbox with a small daily quota).
@@ -18,11 +18,12 @@ from typing import Any
 import pytest
 import responses
 
-from connector import connections, quota
+from connector import connections
 from connector.api.throttle import ZohoThrottle
-from connector.concurrency import MemorySemaphore
 from connector.errors import QuotaReserveError
-from connector.quota import (
+from connector.limits import quota
+from connector.limits.concurrency import MemorySemaphore
+from connector.limits.quota import (
     MemoryQuotaStore,
     QuotaState,
     RedisQuotaStore,
@@ -31,7 +32,7 @@ from connector.quota import (
     read_headers,
     reserve_calls,
 )
-from connector.ratelimit import Limit, MemoryLimiter, parse_limit, zoho_key
+from connector.limits.ratelimit import Limit, MemoryLimiter, parse_limit, zoho_key
 from connector.zoho.client import ZohoBooksClient
 from flows import FLOWS, backfill
 from flows.backfill_budget import Budget, Progress, Quota, eta_seconds, projected_days

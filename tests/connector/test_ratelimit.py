@@ -28,7 +28,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from connector.errors import RateLimitedError  # noqa: E402
-from connector.ratelimit import (  # noqa: E402
+from connector.limits.ratelimit import (  # noqa: E402
     CONCUR_DEFAULT_LIMIT,
     ZOHO_DEFAULT_LIMIT,
     Decision,
@@ -436,7 +436,7 @@ def test_max_in_window_counts_closed_windows():
 
 def test_module_imports_no_web_or_task_framework():
     code = (
-        "import sys, connector.ratelimit; "
+        "import sys, connector.limits.ratelimit; "
         "bad = [m for m in ('flask', 'celery') if m in sys.modules]; "
         "print(','.join(bad))"
     )

@@ -27,9 +27,9 @@ from sqlalchemy import func, select
 from cli import demo
 from connector.config import Settings
 from connector.db import Database
+from connector.limits.ratelimit import Limit
 from connector.migrate import upgrade
 from connector.models import AuditEvent, SyncCursor, SyncRecord
-from connector.ratelimit import Limit
 from flows import FLOWS, backfill
 from flows.backfill_budget import Budget, Progress, Quota, eta_seconds, human_duration
 from flows.backfill_cursor import Cursor, cursor_key, load_cursor

@@ -11,10 +11,11 @@ from typing import Any
 import pytest
 from sqlalchemy import update
 
-from connector import operations_problems, pipeline
+from connector import pipeline
 from connector.db import Database
 from connector.errors import ParkError
 from connector.models import SyncRecord, VendorLink
+from connector.operations import problems as operations_problems
 from flows import backfill, payables_vendors, remit_to
 from tests.flows import payables_support as ps
 

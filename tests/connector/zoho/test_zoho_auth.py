@@ -14,8 +14,8 @@ from freezegun import freeze_time
 from connector import authorize, connections
 from connector.config import Settings
 from connector.errors import ApiError, RateLimitedError, UntrustedHostError
+from connector.limits.ratelimit import Limit
 from connector.models import Credential
-from connector.ratelimit import Limit
 from connector.zoho import auth as zoho_auth
 from connector.zoho.auth import DATA_CENTRES, SCOPE
 

@@ -17,8 +17,8 @@ Rules every front end inherits:
   them (foreign-key cascade); one summary row per purged record stays on the connection's trail,
   so the history says what was dropped and why.
 
-The operations live in ``connector.operations_records`` (list, show, links),
-``connector.operations_replay`` (replay, verify, purge) and ``connector.operations_problems``
+The operations live in ``connector.operations.records`` (list, show, links),
+``connector.operations.replay`` (replay, verify, purge) and ``connector.operations.problems``
 (problem groups, fix hints, overview, records waiting too long); this module holds what they
 share: the states an operator may act on, the error they raise and how a selection is read.
 """

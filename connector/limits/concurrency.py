@@ -1,6 +1,6 @@
 """Per-tenant cap on calls *in flight*, shared by every process of the connector.
 
-The rate limiter (``connector/ratelimit.py``) counts calls per window; it says nothing about how
+The rate limiter (``connector/limits/ratelimit.py``) counts calls per window; it says nothing about how
 many are open at once.  Zoho Books also limits concurrent calls per organization (5 on the free
 plan, 10 on paid plans, shared with every other app on the organization), so with several
 workers a burst of slow calls can be refused even well under the per-minute budget.
@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 from connector.errors import RateLimitedError
-from connector.sqlite_file import SharedSqliteFile
+from connector.limits.sqlite_file import SharedSqliteFile
 
 if TYPE_CHECKING:
     import redis

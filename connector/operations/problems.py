@@ -28,7 +28,7 @@ from connector.operations import (
     resolve_connection,
     select_records,
 )
-from connector.operations_replay import ReplayReport, replay
+from connector.operations.replay import ReplayReport, replay
 
 if TYPE_CHECKING:
     pass

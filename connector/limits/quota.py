@@ -36,7 +36,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 from connector.errors import QuotaReserveError
-from connector.sqlite_file import SharedSqliteFile
+from connector.limits.sqlite_file import SharedSqliteFile
 
 if TYPE_CHECKING:
     import redis

@@ -20,7 +20,7 @@ from connector.operations import (
     iso,
     select_records,
 )
-from connector.operations_problems import fix_hint
+from connector.operations.problems import fix_hint
 
 if TYPE_CHECKING:
     pass

@@ -17,7 +17,7 @@ the wait exact: it is the time until the oldest relevant grant leaves the window
 that moment succeeds (unless another caller takes the slot first, in which case it gets a new
 exact wait).  The cost is memory: O(requests) entries per active key, which is small for
 per-minute limits (100 entries for a Zoho organization).  Daily quotas live in
-``connector/quota.py`` and calls in flight in ``connector/concurrency.py``.
+``connector/limits/quota.py`` and calls in flight in ``connector/limits/concurrency.py``.
 
 Timestamps are integer microseconds so that every backend compares them exactly.  A grant
 occupies the closed interval ``[t, t + period]``; the next grant that needs its slot comes at
@@ -50,7 +50,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import urlsplit
 
 from connector.errors import RateLimitedError
-from connector.sqlite_file import SharedSqliteFile
+from connector.limits.sqlite_file import SharedSqliteFile
 
 if TYPE_CHECKING:
     import redis
