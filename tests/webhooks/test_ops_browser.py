@@ -25,7 +25,7 @@ from connector import backoff, ledger
 from connector.config import Settings
 from connector.db import Database
 from connector.models import AuditEvent, Connection, Step, SyncRecord
-from connector.pipeline import route, run_step
+from flows import FLOWS
 from webhooks import create_app
 
 pytestmark = pytest.mark.slow
@@ -95,7 +95,7 @@ def ops_server(pg_db: Database, redis_url: str, tmp_path: Path) -> Iterator[str]
     sender = Celery("ops-browser-test", broker=redis_url)
 
     def enqueue(record_id: int, step: str) -> str:
-        queue, task_id = route(pg_db, record_id, Step(step))
+        queue, task_id = FLOWS.route(pg_db, record_id, Step(step))
         sender.send_task(
             f"pipeline.{queue}.{step}", args=[record_id, str(step)], task_id=task_id, queue=queue
         )
@@ -145,7 +145,7 @@ def dead_record(db: Database) -> int:
     step: Step | None = Step.FETCH
     for _ in range(40):
         assert step is not None
-        result = run_step(db, rid, step, owner="test", lease_seconds=60)
+        result = FLOWS.run_step(db, rid, step, owner="test", lease_seconds=60)
         if result.action not in ("next", "retry"):
             break
         step = result.next_step
