@@ -302,7 +302,6 @@ def link_vendors(bench: Bench, cid: int, org_id: str, company: str = CONCUR_COMP
 def generate_bills(bench: Bench, cid: int, n: int, *, org_id: str = ZOHO_ORG) -> list[int]:
     """``n`` new bills in Zoho, one ledger record each (not yet enqueued); returns record ids."""
     from connector import connections
-    from connector.zoho.documents import documents
     from flows import payables_intake
 
     before = {
@@ -311,7 +310,7 @@ def generate_bills(bench: Bench, cid: int, n: int, *, org_id: str = ZOHO_ORG) ->
     bench.admin.generate("zoho.bills", n, organization_id=org_id)
     client = connections.zoho_client(bench.db, bench.settings, cid)
     try:
-        bills = [b for b in documents(client, "bill").iter_all() if b["bill_id"] not in before]
+        bills = [b for b in client.bills.iter_all() if b["bill_id"] not in before]
     finally:
         client.close()
     assert len(bills) == n, f"expected {n} new bills, listed {len(bills)}"
@@ -326,11 +325,10 @@ def generate_bills(bench: Bench, cid: int, n: int, *, org_id: str = ZOHO_ORG) ->
 
 def _list_bills(bench: Bench, cid: int) -> list[dict[str, Any]]:
     from connector import connections
-    from connector.zoho.documents import documents
 
     client = connections.zoho_client(bench.db, bench.settings, cid)
     try:
-        return list(documents(client, "bill").iter_all())
+        return list(client.bills.iter_all())
     finally:
         client.close()
 
